@@ -1,0 +1,44 @@
+// swift-tools-version:6.0
+// vpnfast: a userspace WireGuard-protocol data plane for Linux.
+import PackageDescription
+
+let package = Package(
+    name: "vpnfast",
+    products: [
+        .executable(name: "vpnfast", targets: ["vpnfast"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    ],
+    targets: [
+        // System libraries, found through pkg-config (Debian: libsodium-dev libb2-dev liburing-dev libnuma-dev).
+        .systemLibrary(name: "CSodium", path: "Sources/CSystem/CSodium", pkgConfig: "libsodium",
+                       providers: [.apt(["libsodium-dev"])]),
+        .systemLibrary(name: "CBlake2", path: "Sources/CSystem/CBlake2", pkgConfig: "libb2",
+                       providers: [.apt(["libb2-dev"])]),
+        .systemLibrary(name: "CURing", path: "Sources/CSystem/CURing", pkgConfig: "liburing",
+                       providers: [.apt(["liburing-dev"])]),
+        .systemLibrary(name: "CNuma", path: "Sources/CSystem/CNuma", pkgConfig: "numa",
+                       providers: [.apt(["libnuma-dev"])]),
+        // Thin C layer over the kernel: TUN, sockets, mmsg, control messages, io_uring, NUMA.
+        .target(name: "CShims", dependencies: ["CURing", "CNuma"],
+                cSettings: [.define("_GNU_SOURCE")]),
+        // The only user of libsodium and libb2.
+        .target(name: "Crypto", dependencies: ["CSodium", "CBlake2"]),
+        // The data plane: protocol, routing, queueing, I/O, pipeline.
+        .target(name: "Dataplane", dependencies: [
+            "CShims", "Crypto",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .executableTarget(name: "vpnfast", dependencies: [
+            "Dataplane", "Crypto",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .target(name: "TestSupport", dependencies: ["Dataplane", "Crypto"], path: "Tests/TestSupport"),
+        .testTarget(name: "CryptoTests", dependencies: ["Crypto"]),
+        .testTarget(name: "DataplaneTests", dependencies: ["Dataplane", "Crypto", "TestSupport"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

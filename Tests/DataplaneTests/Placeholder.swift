@@ -1,0 +1,3 @@
+import XCTest
+@testable import Dataplane
+final class PlaceholderDataplaneTests: XCTestCase { func testNothing() {} }
