@@ -1,7 +1,77 @@
 // CShims: the thin C layer between vpnfast and the kernel. Every symbol is prefixed vf_.
+// Functions return >= 0 on success and -errno on failure, so Swift never reads errno after ARC could run.
 #ifndef VPNFAST_CSHIMS_H
 #define VPNFAST_CSHIMS_H
 #include <stdint.h>
 #include <stddef.h>
-int vf_shims_version(void);
+#include <netinet/in.h>
+
+// ---- TUN (tun.c) ----
+/// Opens /dev/net/tun as IFF_TUN|IFF_NO_PI (|IFF_VNET_HDR if vnet_hdr), non-blocking, close-on-exec.
+/// `name` is the requested name (may be empty for a kernel-chosen one); the final name is written to
+/// `out_name` (at least 16 bytes). Returns the fd or -errno.
+int vf_tun_open(const char *name, char *out_name, int vnet_hdr);
+/// TUNSETOFFLOAD with the given TUN_F_* bits. Returns 0 or -errno (EINVAL for bits the kernel lacks).
+int vf_tun_set_offload(int fd, unsigned int flags);
+/// Reads one packet. Returns the length, or -errno (-EAGAIN when empty).
+long vf_read(int fd, void *buf, size_t len);
+/// Writes one packet. Returns the length written, or -errno.
+long vf_write(int fd, const void *buf, size_t len);
+
+// ---- UDP (udp.c) ----
+/// A socket address as vpnfast stores it: always IPv6 layout, IPv4 peers as v4-mapped (::ffff:a.b.c.d).
+typedef struct sockaddr_in6 vf_endpoint;
+
+/// Opens a UDP socket bound to `port` (0: kernel's choice) on all addresses. Tries a dual-stack AF_INET6 socket
+/// first and falls back to AF_INET when IPv6 is unavailable (*out_family tells which). Non-blocking, close-on-exec,
+/// with receive/send buffers of `buffer_bytes` (forced when root). Writes the bound port to *out_port.
+int vf_udp_open(uint16_t port, int buffer_bytes, uint16_t *out_port, int *out_family);
+
+/// Preallocated recvmmsg/sendmmsg state for up to `capacity` datagrams (mmsghdr, iovec, sockaddr arrays).
+typedef struct vf_mmsg vf_mmsg;
+vf_mmsg *vf_mmsg_create(unsigned int capacity, int family);
+void vf_mmsg_destroy(vf_mmsg *m);
+/// Receives up to `count` datagrams into bufs[i] (capacity caps[i]). Lengths go to lens[i], sources to from[i]
+/// (v4-mapped for IPv4), and truncated[i] is set to 1 when a datagram did not fit. Returns the number received
+/// (0 is impossible), or -errno (-EAGAIN when nothing is queued).
+int vf_mmsg_recv(vf_mmsg *m, int fd, void *const *bufs, const uint32_t *caps, uint32_t *lens,
+                 vf_endpoint *from, uint8_t *truncated, unsigned int count);
+/// Sends `count` datagrams bufs[i][0..<lens[i]] to to[i]. Returns how many the kernel took (it may take fewer),
+/// or -errno for the first one if none was sent.
+int vf_mmsg_send(vf_mmsg *m, int fd, void *const *bufs, const uint32_t *lens, const vf_endpoint *to,
+                 unsigned int count);
+/// One datagram, for control messages (handshakes, cookies). Returns the length or -errno.
+long vf_udp_sendto(int fd, int family, const void *buf, size_t len, const vf_endpoint *to);
+
+/// Builds an endpoint from 4 network-order IPv4 bytes (v4-mapped) or 16 IPv6 bytes, and a host-order port.
+void vf_endpoint_set_v4(vf_endpoint *e, const uint8_t *addr4, uint16_t port);
+void vf_endpoint_set_v6(vf_endpoint *e, const uint8_t *addr16, uint16_t port);
+/// 1 if the endpoint is v4-mapped. The address bytes are at e->sin6_addr.
+int vf_endpoint_is_v4(const vf_endpoint *e);
+uint16_t vf_endpoint_port(const vf_endpoint *e);
+
+// ---- Wakeups and polling (poll.c) ----
+int vf_eventfd(void);
+int vf_eventfd_signal(int fd);
+int vf_eventfd_drain(int fd);
+/// Waits until fd is readable or wake_fd is signalled or timeout_ms passes (-1: forever).
+/// Returns bit 1 for fd readable, bit 2 for wake_fd, 0 on timeout, or -errno.
+int vf_poll2(int fd, int wake_fd, int timeout_ms);
+int vf_close(int fd);
+
+// ---- Time and threads (sys.c) ----
+uint64_t vf_monotonic_ns(void);
+uint64_t vf_realtime_ns(void);
+/// Blocks SIGINT, SIGTERM, SIGUSR1 in the calling thread (call before starting threads, so they inherit it),
+/// then returns a signalfd for those signals, or -errno.
+int vf_signalfd_setup(void);
+/// Reads one signal from the signalfd; returns its number or -errno.
+int vf_signalfd_read(int fd);
+/// Names the calling thread (at most 15 characters).
+void vf_thread_set_name(const char *name);
+
+// ---- Atomic counters (inline: used on the data path, per batch) ----
+static inline void vf_counter_add(uint64_t *p, uint64_t v) { __atomic_fetch_add(p, v, __ATOMIC_RELAXED); }
+static inline uint64_t vf_counter_load(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
+
 #endif

@@ -1,2 +1,0 @@
-#include "CShims.h"
-int vf_shims_version(void) { return 1; }

@@ -1,0 +1,176 @@
+// UDP socket: one dual-stack socket (or IPv4 only), batched receive and send with recvmmsg/sendmmsg.
+#include "CShims.h"
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <arpa/inet.h>
+#include <unistd.h>
+
+_Static_assert(sizeof(vf_endpoint) == 28, "sockaddr_in6 layout");
+
+int vf_udp_open(uint16_t port, int buffer_bytes, uint16_t *out_port, int *out_family) {
+    int family = AF_INET6;
+    int fd = socket(AF_INET6, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd >= 0) {
+        int off = 0;
+        if (setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off) < 0) { close(fd); fd = -1; }
+    }
+    if (fd < 0) {
+        family = AF_INET;
+        fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0) return -errno;
+    }
+    if (buffer_bytes > 0) {
+        if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &buffer_bytes, sizeof buffer_bytes) < 0)
+            (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buffer_bytes, sizeof buffer_bytes);
+        if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &buffer_bytes, sizeof buffer_bytes) < 0)
+            (void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buffer_bytes, sizeof buffer_bytes);
+    }
+    int rc;
+    if (family == AF_INET6) {
+        struct sockaddr_in6 a;
+        memset(&a, 0, sizeof a);
+        a.sin6_family = AF_INET6;
+        a.sin6_addr = in6addr_any;
+        a.sin6_port = htons(port);
+        rc = bind(fd, (struct sockaddr *)&a, sizeof a);
+    } else {
+        struct sockaddr_in a;
+        memset(&a, 0, sizeof a);
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_ANY);
+        a.sin_port = htons(port);
+        rc = bind(fd, (struct sockaddr *)&a, sizeof a);
+    }
+    if (rc < 0) { int e = errno; close(fd); return -e; }
+    struct sockaddr_storage bound;
+    socklen_t blen = sizeof bound;
+    if (getsockname(fd, (struct sockaddr *)&bound, &blen) < 0) { int e = errno; close(fd); return -e; }
+    *out_port = family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&bound)->sin6_port)
+                                   : ntohs(((struct sockaddr_in *)&bound)->sin_port);
+    *out_family = family;
+    return fd;
+}
+
+struct vf_mmsg {
+    unsigned int capacity;
+    int family;
+    struct mmsghdr *hdrs;
+    struct iovec *iovs;
+    struct sockaddr_storage *addrs;
+};
+
+vf_mmsg *vf_mmsg_create(unsigned int capacity, int family) {
+    vf_mmsg *m = calloc(1, sizeof *m);
+    if (!m) return NULL;
+    m->capacity = capacity;
+    m->family = family;
+    m->hdrs = calloc(capacity, sizeof *m->hdrs);
+    m->iovs = calloc(capacity, sizeof *m->iovs);
+    m->addrs = calloc(capacity, sizeof *m->addrs);
+    if (!m->hdrs || !m->iovs || !m->addrs) { vf_mmsg_destroy(m); return NULL; }
+    return m;
+}
+
+void vf_mmsg_destroy(vf_mmsg *m) {
+    if (!m) return;
+    free(m->hdrs);
+    free(m->iovs);
+    free(m->addrs);
+    free(m);
+}
+
+static void to_endpoint(const struct sockaddr_storage *s, vf_endpoint *e) {
+    if (s->ss_family == AF_INET6) {
+        memcpy(e, s, sizeof *e);
+        e->sin6_flowinfo = 0;
+    } else {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)s;
+        vf_endpoint_set_v4(e, (const uint8_t *)&a->sin_addr, ntohs(a->sin_port));
+    }
+}
+
+static socklen_t from_endpoint(int family, const vf_endpoint *e, struct sockaddr_storage *s) {
+    if (family == AF_INET6) {
+        memcpy(s, e, sizeof *e);
+        return sizeof *e;
+    }
+    struct sockaddr_in *a = (struct sockaddr_in *)s;
+    memset(a, 0, sizeof *a);
+    a->sin_family = AF_INET;
+    a->sin_port = e->sin6_port;
+    memcpy(&a->sin_addr, &e->sin6_addr.s6_addr[12], 4);
+    return sizeof *a;
+}
+
+int vf_mmsg_recv(vf_mmsg *m, int fd, void *const *bufs, const uint32_t *caps, uint32_t *lens,
+                 vf_endpoint *from, uint8_t *truncated, unsigned int count) {
+    if (count > m->capacity) count = m->capacity;
+    for (unsigned int i = 0; i < count; i++) {
+        m->iovs[i].iov_base = bufs[i];
+        m->iovs[i].iov_len = caps[i];
+        struct msghdr *h = &m->hdrs[i].msg_hdr;
+        memset(h, 0, sizeof *h);
+        h->msg_name = &m->addrs[i];
+        h->msg_namelen = sizeof m->addrs[i];
+        h->msg_iov = &m->iovs[i];
+        h->msg_iovlen = 1;
+    }
+    int n;
+    do { n = recvmmsg(fd, m->hdrs, count, MSG_DONTWAIT, NULL); } while (n < 0 && errno == EINTR);
+    if (n < 0) return -errno;
+    for (int i = 0; i < n; i++) {
+        lens[i] = m->hdrs[i].msg_len;
+        truncated[i] = (m->hdrs[i].msg_hdr.msg_flags & MSG_TRUNC) ? 1 : 0;
+        to_endpoint(&m->addrs[i], &from[i]);
+    }
+    return n;
+}
+
+int vf_mmsg_send(vf_mmsg *m, int fd, void *const *bufs, const uint32_t *lens, const vf_endpoint *to,
+                 unsigned int count) {
+    if (count > m->capacity) count = m->capacity;
+    for (unsigned int i = 0; i < count; i++) {
+        m->iovs[i].iov_base = bufs[i];
+        m->iovs[i].iov_len = lens[i];
+        struct msghdr *h = &m->hdrs[i].msg_hdr;
+        memset(h, 0, sizeof *h);
+        h->msg_name = &m->addrs[i];
+        h->msg_namelen = from_endpoint(m->family, &to[i], &m->addrs[i]);
+        h->msg_iov = &m->iovs[i];
+        h->msg_iovlen = 1;
+    }
+    int n;
+    do { n = sendmmsg(fd, m->hdrs, count, 0); } while (n < 0 && errno == EINTR);
+    return n < 0 ? -errno : n;
+}
+
+long vf_udp_sendto(int fd, int family, const void *buf, size_t len, const vf_endpoint *to) {
+    struct sockaddr_storage s;
+    socklen_t sl = from_endpoint(family, to, &s);
+    for (;;) {
+        ssize_t n = sendto(fd, buf, len, 0, (struct sockaddr *)&s, sl);
+        if (n >= 0) return n;
+        if (errno != EINTR) return -errno;
+    }
+}
+
+void vf_endpoint_set_v4(vf_endpoint *e, const uint8_t *addr4, uint16_t port) {
+    memset(e, 0, sizeof *e);
+    e->sin6_family = AF_INET6;
+    e->sin6_port = htons(port);
+    e->sin6_addr.s6_addr[10] = 0xff;
+    e->sin6_addr.s6_addr[11] = 0xff;
+    memcpy(&e->sin6_addr.s6_addr[12], addr4, 4);
+}
+
+void vf_endpoint_set_v6(vf_endpoint *e, const uint8_t *addr16, uint16_t port) {
+    memset(e, 0, sizeof *e);
+    e->sin6_family = AF_INET6;
+    e->sin6_port = htons(port);
+    memcpy(e->sin6_addr.s6_addr, addr16, 16);
+}
+
+int vf_endpoint_is_v4(const vf_endpoint *e) { return IN6_IS_ADDR_V4MAPPED(&e->sin6_addr); }
+uint16_t vf_endpoint_port(const vf_endpoint *e) { return ntohs(e->sin6_port); }
