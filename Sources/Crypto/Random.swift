@@ -1,0 +1,40 @@
+// Random.swift: the cryptographically secure random source (libsodium randombytes, which reads
+// getrandom(2) on Linux). Use it for keys, ephemeral keys, sender indices, cookie secrets and
+// jitter; never for anything where a predictable value would be acceptable anyway.
+
+import CSodium
+
+public enum SecureRandom {
+    /// `count` fresh random bytes.
+    public static func bytes(_ count: Int) -> [UInt8] {
+        precondition(count >= 0, "negative byte count")
+        return [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
+            fill(UnsafeMutableRawBufferPointer(buffer))
+            initialized = count
+        }
+    }
+
+    /// Overwrites the whole buffer with random bytes.
+    public static func fill(_ buffer: UnsafeMutableRawBufferPointer) {
+        CryptoLibrary.require()
+        guard let base = buffer.baseAddress, buffer.count > 0 else { return }
+        randombytes_buf(base, buffer.count)
+    }
+
+    public static func uint32() -> UInt32 {
+        CryptoLibrary.require()
+        return randombytes_random()
+    }
+
+    public static func uint64() -> UInt64 {
+        var value: UInt64 = 0
+        withUnsafeMutableBytes(of: &value) { fill($0) }
+        return value
+    }
+
+    /// A value in 0..<upperBound with no modulo bias (randombytes_uniform). Returns 0 if upperBound < 2.
+    public static func uniform(_ upperBound: UInt32) -> UInt32 {
+        CryptoLibrary.require()
+        return randombytes_uniform(upperBound)
+    }
+}

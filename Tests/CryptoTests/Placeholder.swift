@@ -1,3 +1,0 @@
-import XCTest
-@testable import Crypto
-final class PlaceholderCryptoTests: XCTestCase { func testNothing() {} }
