@@ -1,3 +1,0 @@
-import XCTest
-@testable import Dataplane
-final class PlaceholderDataplaneTests: XCTestCase { func testNothing() {} }
