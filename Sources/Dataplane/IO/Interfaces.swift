@@ -1,0 +1,35 @@
+// The two small OS interfaces the pipeline talks to. Linux implementations are in LinuxTun.swift and
+// MmsgBind.swift; tests use the channel-backed pair in TestSupport. Batch sizes are fixed at creation.
+
+/// A layer-3 tunnel device: whole IP packets in, whole IP packets out.
+public protocol TunInterface: AnyObject, Sendable {
+    var name: String { get }
+    var batchSize: Int { get }
+    /// Reads up to `count` packets; packet i lands at `buffers[i]` (at most `capacity` bytes) and its length in
+    /// `lengths[i]`. Waits up to `timeoutMs` for the first packet (-1: until woken). Returns how many were
+    /// read: 0 on timeout or `wake()`.
+    func read(_ buffers: UnsafePointer<UnsafeMutableRawPointer>, capacity: Int,
+              lengths: UnsafeMutablePointer<UInt32>, count: Int, timeoutMs: Int32) throws -> Int
+    /// Writes `count` packets. Returns how many were written; a packet the kernel refuses is skipped, not retried.
+    func write(_ buffers: UnsafePointer<UnsafeMutableRawPointer>, lengths: UnsafePointer<UInt32>, count: Int) -> Int
+    func wake()
+    func close()
+}
+
+/// A UDP socket for all peers.
+public protocol UDPBind: AnyObject, Sendable {
+    var batchSize: Int { get }
+    var port: UInt16 { get }
+    /// Receives up to `count` datagrams into `buffers[i]` (capacity bytes each), with their lengths, sources and
+    /// a truncation flag. Waits up to `timeoutMs` for the first. Returns 0 on timeout or `wake()`.
+    func receive(_ buffers: UnsafePointer<UnsafeMutableRawPointer>, capacity: Int,
+                 lengths: UnsafeMutablePointer<UInt32>, endpoints: UnsafeMutablePointer<Endpoint>,
+                 truncated: UnsafeMutablePointer<UInt8>, count: Int, timeoutMs: Int32) throws -> Int
+    /// Sends `count` datagrams. Returns how many were sent.
+    func send(_ buffers: UnsafePointer<UnsafeMutableRawPointer>, lengths: UnsafePointer<UInt32>,
+              endpoints: UnsafePointer<Endpoint>, count: Int) throws -> Int
+    /// One datagram (handshakes, cookies, keepalives from the control thread).
+    func send(_ bytes: [UInt8], to endpoint: Endpoint) throws
+    func wake()
+    func close()
+}

@@ -1,0 +1,51 @@
+// Device-wide counters: every dropped packet is counted under a reason.
+import CShims
+
+public enum Counter: Int, CaseIterable, Sendable {
+    case rxPackets, rxBytes, txPackets, txBytes
+    case rxHandshakeInitiations, rxHandshakeResponses, rxCookieReplies, rxKeepalives
+    case txHandshakeInitiations, txHandshakeResponses, txCookieReplies, txKeepalives
+    case handshakesCompleted
+    // Receive-side drops, one per reason.
+    case rxDropTruncated, rxDropShort, rxDropBadType, rxDropBadSize, rxDropUnknownIndex, rxDropExpiredKey
+    case rxDropBadMac, rxDropReplay, rxDropBadInner, rxDropDisallowedSource, rxDropHandshakeQueueFull
+    case rxDropBadMac1, rxDropBadMac2, rxDropRateLimited, rxDropBadInitiation, rxDropBadResponse
+    case rxDropBadCookie, rxDropStaleTimestamp, rxDropInitiationFlood, rxDropTunWrite
+    // Send-side drops.
+    case txDropNoRoute, txDropNoEndpoint, txDropBadInner, txDropStagedOverflow, txDropNoKey, txDropSendError
+    case txDropTooBig
+
+    /// The name used in logs and `show` output, e.g. rx_drop_bad_mac.
+    public var name: String {
+        var out = ""
+        for ch in String(describing: self) {
+            if ch.isUppercase { out.append("_"); out.append(Character(ch.lowercased())) } else { out.append(ch) }
+        }
+        return out
+    }
+}
+
+/// A fixed array of 64-bit counters updated with relaxed atomic adds (per batch, not per packet where possible).
+public final class Counters: @unchecked Sendable {  // all access goes through atomic C helpers
+    private let storage: UnsafeMutablePointer<UInt64>
+
+    public init() {
+        storage = .allocate(capacity: Counter.allCases.count)
+        storage.initialize(repeating: 0, count: Counter.allCases.count)
+    }
+
+    deinit { storage.deallocate() }
+
+    @inline(__always) public func add(_ c: Counter, _ v: UInt64 = 1) {
+        if v != 0 { vf_counter_add(storage + c.rawValue, v) }
+    }
+
+    @inline(__always) public subscript(_ c: Counter) -> UInt64 { vf_counter_load(storage + c.rawValue) }
+
+    /// Total of all drop counters.
+    public var totalDrops: UInt64 {
+        Counter.allCases.filter { $0.name.contains("_drop_") }.reduce(0) { $0 + self[$1] }
+    }
+
+    public func snapshot() -> [(Counter, UInt64)] { Counter.allCases.map { ($0, self[$0]) } }
+}

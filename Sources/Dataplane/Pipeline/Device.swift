@@ -1,0 +1,187 @@
+// The device: peers, routing, buffers, and the threads of the pipeline.
+//
+// Threads (each a plain pthread):
+//   tun-reader  read TUN batches → route → assign nonces (serial) → crypto queue + send queue   (Send.swift)
+//   crypto-N    seal or open whole batches in place                                           (Workers.swift)
+//   udp-writer  take send batches in order once sealed → sendmmsg → timer events               (Send.swift)
+//   udp-reader  recvmmsg batches → handshake messages to control, transport to crypto + recv queue (Receive.swift)
+//   tun-writer  take receive batches in order once opened → replay check → source check → TUN   (Receive.swift)
+//   control     handshakes, cookies, timers, keepalives, staged packets                          (Control.swift)
+import Crypto
+import Logging
+import Synchronization
+
+public struct DeviceConfiguration: Sendable {
+    public struct PeerSetup: Sendable {
+        public var publicKey: PublicKey
+        public var presharedKey: SecretKey?
+        public var allowedIPs: [IPPrefix]
+        public var endpoint: Endpoint?
+        public var persistentKeepalive: UInt16
+        public init(publicKey: PublicKey, presharedKey: SecretKey? = nil, allowedIPs: [IPPrefix],
+                    endpoint: Endpoint? = nil, persistentKeepalive: UInt16 = 0) {
+            self.publicKey = publicKey
+            self.presharedKey = presharedKey
+            self.allowedIPs = allowedIPs
+            self.endpoint = endpoint
+            self.persistentKeepalive = persistentKeepalive
+        }
+    }
+
+    public var privateKey: SecretKey
+    public var mtu: Int
+    public var threads: Int
+    public var peers: [PeerSetup]
+    /// Test-only: the initiator rekeys after this long instead of REKEY_AFTER_TIME.
+    public var rekeyAfterTime: UInt64 = ProtocolLimits.rekeyAfterTime
+    /// Batches in flight per direction.
+    public var batchesPerDirection = 32
+
+    public init(privateKey: SecretKey, mtu: Int = 1420, threads: Int, peers: [PeerSetup]) {
+        self.privateKey = privateKey
+        self.mtu = mtu
+        self.threads = threads
+        self.peers = peers
+    }
+}
+
+public enum DeviceError: Error, CustomStringConvertible {
+    case duplicatePeer(PublicKey)
+    case peerIsSelf
+    case badPeerKey(PublicKey)
+    public var description: String {
+        switch self {
+        case .duplicatePeer(let k): return "peer \(k) is configured twice"
+        case .peerIsSelf: return "a peer has the interface's own public key"
+        case .badPeerKey(let k): return "peer public key \(k) is not a usable X25519 key"
+        }
+    }
+}
+
+public final class Device: @unchecked Sendable {  // configuration is fixed after init; mutable state lives in Peer, queues and atomics
+    public let identity: StaticIdentity
+    public let peers: [Peer]
+    public let peersByKey: [PublicKey: Peer]
+    public let allowedIPs: AllowedIPs
+    public let mtu: Int
+    public let counters = Counters()
+    public let indices = IndexTable()
+    public let logger: Logger
+    public let clock: any MonotonicClock
+    let tun: any TunInterface
+    let bind: any UDPBind
+    let config: DeviceConfiguration
+
+    /// Headroom in front of each send packet for the transport header, so sealing is in place.
+    static let headroom = MessageLayout.transportHeaderSize
+    let sendPool: BatchPool
+    let receivePool: BatchPool
+    let cryptoQueue: BatchQueue
+    let sendQueue: BatchQueue
+    let receiveQueue: BatchQueue
+    let control: ControlQueue
+    var threads: [PipelineThread] = []
+    let running = Atomic<Bool>(false)
+    /// The key of the placeholder AEAD item that dropped packets keep.
+    let dummyKey = SecretKey()
+
+    public init(config: DeviceConfiguration, tun: any TunInterface, bind: any UDPBind,
+                clock: any MonotonicClock = SystemClock(), logger: Logger) throws {
+        let identity = StaticIdentity(privateKey: config.privateKey)
+        var peers: [Peer] = []
+        var byKey: [PublicKey: Peer] = [:]
+        var routes = AllowedIPs()
+        for (i, setup) in config.peers.enumerated() {
+            if byKey[setup.publicKey] != nil { throw DeviceError.duplicatePeer(setup.publicKey) }
+            if setup.publicKey == identity.publicKey { throw DeviceError.peerIsSelf }
+            let keys = PeerKeys(identity: identity, remoteStatic: setup.publicKey, presharedKey: setup.presharedKey)
+            if keys.staticStatic == nil { throw DeviceError.badPeerKey(setup.publicKey) }
+            let peer = Peer(id: Int32(i), keys: keys, endpoint: setup.endpoint,
+                            persistentKeepalive: setup.persistentKeepalive)
+            peers.append(peer)
+            byKey[setup.publicKey] = peer
+            for prefix in setup.allowedIPs { routes.insert(prefix, peer: Int32(i)) }
+        }
+        self.identity = identity
+        self.peers = peers
+        self.peersByKey = byKey
+        self.allowedIPs = routes
+        self.mtu = config.mtu
+        self.tun = tun
+        self.bind = bind
+        self.clock = clock
+        self.logger = logger
+        self.config = config
+        let batch = min(PacketBatch.capacity, max(tun.batchSize, bind.batchSize))
+        // A slot holds the transport header, the padded packet and the tag; received datagrams may be a little
+        // larger than ours if the peer's MTU is, so leave room.
+        let slotSize = max(2048, Device.headroom + (max(config.mtu, 1500) + 15) / 16 * 16 + 64)
+        let n = config.batchesPerDirection
+        sendPool = BatchPool(batches: n, batchCapacity: batch, slotSize: slotSize)
+        receivePool = BatchPool(batches: n, batchCapacity: batch, slotSize: slotSize)
+        cryptoQueue = BatchQueue(capacity: 2 * n)
+        sendQueue = BatchQueue(capacity: n)
+        receiveQueue = BatchQueue(capacity: n)
+        control = ControlQueue(capacity: ProtocolLimits.maxQueuedHandshakes)
+    }
+
+    public var listenPort: UInt16 { bind.port }
+
+    /// Starts every pipeline thread.
+    public func start() {
+        precondition(!running.load(ordering: .relaxed))
+        running.store(true, ordering: .releasing)
+        for i in 0..<max(1, config.threads) {
+            threads.append(PipelineThread(name: "vf-crypto-\(i)") { [self] in cryptoWorkerLoop() })
+        }
+        threads.append(PipelineThread(name: "vf-tun-reader") { [self] in tunReaderLoop() })
+        threads.append(PipelineThread(name: "vf-udp-writer") { [self] in udpWriterLoop() })
+        threads.append(PipelineThread(name: "vf-udp-reader") { [self] in udpReaderLoop() })
+        threads.append(PipelineThread(name: "vf-tun-writer") { [self] in tunWriterLoop() })
+        threads.append(PipelineThread(name: "vf-control") { [self] in controlLoop() })
+        logger.info("device up: \(peers.count) peer(s), listening on UDP port \(bind.port), \(config.threads) crypto thread(s)")
+    }
+
+    /// Stops every thread and waits for them. The TUN and socket are closed by their owner afterwards.
+    public func stop() {
+        guard running.exchange(false, ordering: .acquiringAndReleasing) else { return }
+        sendPool.close(); receivePool.close()
+        cryptoQueue.close(); sendQueue.close(); receiveQueue.close()
+        control.close()
+        tun.wake(); bind.wake()
+        for t in threads { t.join() }
+        threads.removeAll()
+        for p in peers {
+            p.lock.withLock {
+                p.timers.stop()
+                _ = p.keypairs.clear()
+                p.staged.removeAll()
+            }
+        }
+    }
+
+    @inline(__always) var isRunning: Bool { running.load(ordering: .relaxed) }
+
+    /// Random jitter for handshake timers.
+    func jitter() -> UInt64 {
+        UInt64(SecureRandom.uniform(UInt32(ProtocolLimits.rekeyTimeoutJitterMax / ProtocolLimits.millisecond)))
+            * ProtocolLimits.millisecond
+    }
+
+    /// Asks the control thread to start a handshake with `peer` (cheap, callable from any thread).
+    func wantHandshake(_ peer: Peer) {
+        if !peer.handshakeWanted.exchange(true, ordering: .acquiringAndReleasing) {
+            control.post(.wantHandshake(peer.id))
+        }
+    }
+
+    /// Logs every non-zero counter, one line each (`counter NAME=VALUE`).
+    public func logCounters() {
+        for (c, v) in counters.snapshot() where v != 0 {
+            logger.info("counter \(c.name)=\(v)")
+        }
+        for p in peers {
+            logger.info("peer \(p.publicKey) rx_bytes=\(p.rxBytes.load(ordering: .relaxed)) tx_bytes=\(p.txBytes.load(ordering: .relaxed))")
+        }
+    }
+}

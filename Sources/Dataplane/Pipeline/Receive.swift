@@ -1,0 +1,188 @@
+// The receive path:
+//   udp-reader: recvmmsg a batch → check each datagram's type and size → handshake messages are copied to the
+//               control thread; transport messages are matched to a keypair by receiver index → the batch goes
+//               to the receive queue (order) and the crypto queue (parallel opening).
+//   crypto-N:   open (Workers.swift).
+//   tun-writer: wait for the oldest batch to be opened → per packet: replay window (only after the AEAD opened),
+//               inner IP header and length check, source address must belong to the sending peer → write to the
+//               TUN → per-peer events: session confirmation, roaming, timers, key freshness.
+import Crypto
+
+extension Device {
+    func udpReaderLoop() {
+        var controlMessages: [([UInt8], Endpoint)] = []
+        controlMessages.reserveCapacity(PacketBatch.capacity)
+        while isRunning {
+            guard let batch = receivePool.take() else { break }
+            batch.work = .decrypt
+            let n: Int
+            do {
+                n = try bind.receive(batch.slots, capacity: receivePool.slab.slotSize, lengths: batch.lengths,
+                                     endpoints: batch.endpoints, truncated: batch.truncated,
+                                     count: batch.capacity, timeoutMs: 1000)
+            } catch {
+                receivePool.give(batch)
+                if isRunning { logger.error("receiving from the UDP socket failed: \(error)") }
+                break
+            }
+            batch.count = n
+            let live = n == 0 ? 0 : classify(batch, control: &controlMessages)
+            for (bytes, source) in controlMessages where !control.post(.message(bytes, source)) {
+                counters.add(.rxDropHandshakeQueueFull)
+            }
+            controlMessages.removeAll(keepingCapacity: true)
+            if live == 0 {
+                receivePool.give(batch)
+                continue
+            }
+            receiveQueue.push(batch)
+            cryptoQueue.push(batch)
+        }
+    }
+
+    /// Sorts a received batch: transport messages get an AEAD item, handshake messages are copied out,
+    /// everything else is counted and dropped. Returns the number of transport messages to open.
+    func classify(_ batch: PacketBatch, control out: inout [([UInt8], Endpoint)]) -> Int {
+        let now = clock.now()
+        var live = 0
+        indices.lock.lock()
+        defer { indices.lock.unlock() }
+        for i in 0..<batch.count {
+            markDropped(batch, i)
+            if batch.truncated[i] != 0 { counters.add(.rxDropTruncated); continue }
+            let length = Int(batch.lengths[i])
+            let p = batch.slots[i]
+            guard length >= 4 else { counters.add(.rxDropShort); continue }
+            guard let type = MessageType(rawValue: loadLE32(p, 0)) else { counters.add(.rxDropBadType); continue }
+            switch type {
+            case .initiation, .response, .cookieReply:
+                let expected = type == .initiation ? MessageLayout.initiationSize
+                    : type == .response ? MessageLayout.responseSize : MessageLayout.cookieReplySize
+                guard length == expected else { counters.add(.rxDropBadSize); continue }
+                out.append((Array(UnsafeRawBufferPointer(start: p, count: length)), batch.endpoints[i]))
+            case .transport:
+                guard length >= MessageLayout.transportMinimumSize else { counters.add(.rxDropBadSize); continue }
+                guard case .keypair(let keypair)? = indices.lookupLocked(loadLE32(p, 4)) else {
+                    counters.add(.rxDropUnknownIndex)
+                    continue
+                }
+                guard keypair.canReceive(now: now) else { counters.add(.rxDropExpiredKey); continue }
+                let counter = loadLE64(p, 8)
+                guard counter < ProtocolLimits.rejectAfterMessages else { counters.add(.rxDropReplay); continue }
+                batch.items[i] = AEADItem(data: p + MessageLayout.transportHeaderSize,
+                                          key: keypair.receiveKey.unsafePointer, counter: counter,
+                                          length: Int32(length - MessageLayout.transportHeaderSize))
+                batch.keypairSlot[i] = batch.slot(for: keypair)
+                live += 1
+            }
+        }
+        return live
+    }
+
+    func tunWriterLoop() {
+        let cap = PacketBatch.capacity
+        var authenticated = [Int](repeating: 0, count: cap)
+        var dataPackets = [Int](repeating: 0, count: cap)
+        var bytes = [UInt64](repeating: 0, count: cap)
+        var lastSource = [Int](repeating: 0, count: cap)
+        while let batch = receiveQueue.popCrypted() {
+            for s in 0..<batch.keypairs.count { authenticated[s] = 0; dataPackets[s] = 0; bytes[s] = 0 }
+            var m = 0
+            for i in 0..<batch.count where batch.keypairSlot[i] != PacketBatch.dropped {
+                let slot = Int(batch.keypairSlot[i])
+                let keypair = batch.keypairs[slot]
+                let item = batch.items[i]
+                guard item.ok else { counters.add(.rxDropBadMac); continue }
+                guard keypair.replay.check(item.counter) else { counters.add(.rxDropReplay); continue }
+                authenticated[slot] += 1
+                lastSource[slot] = i
+                bytes[slot] += UInt64(batch.lengths[i])
+                let length = Int(item.length)
+                if length == 0 {
+                    counters.add(.rxKeepalives)
+                    continue
+                }
+                dataPackets[slot] += 1
+                let p = batch.slots[i] + MessageLayout.transportHeaderSize
+                guard let (inner, source) = innerPacket(p, length) else { counters.add(.rxDropBadInner); continue }
+                guard allowedIPs.lookup(source) == keypair.peerID else {
+                    counters.add(.rxDropDisallowedSource)
+                    continue
+                }
+                batch.ioPointers[m] = p
+                batch.ioLengths[m] = UInt32(inner)
+                m += 1
+            }
+            let now = clock.now()
+            var total: UInt64 = 0
+            for (s, keypair) in batch.keypairs.enumerated() where authenticated[s] > 0 {
+                total += bytes[s]
+                received(on: keypair, from: batch.endpoints[lastSource[s]], data: dataPackets[s] > 0,
+                         bytes: bytes[s], now: now)
+            }
+            counters.add(.rxBytes, total)
+            let written = m > 0 ? tun.write(batch.ioPointers, lengths: batch.ioLengths, count: m) : 0
+            counters.add(.rxPackets, UInt64(written))
+            counters.add(.rxDropTunWrite, UInt64(m - written))
+            receivePool.give(batch)
+        }
+    }
+
+    /// Validates the inner IP header of a decrypted packet: returns its true length (padding trimmed) and
+    /// source address, or nil for anything malformed.
+    @inline(__always) func innerPacket(_ p: UnsafeRawPointer, _ length: Int) -> (Int, IPAddress)? {
+        let version = p.load(as: UInt8.self) >> 4
+        if version == 4 {
+            guard length >= 20 else { return nil }
+            let ihl = Int(p.load(as: UInt8.self) & 0x0f) * 4
+            let total = Int(loadBE16(p, 2))
+            guard ihl >= 20, total >= ihl, total <= length else { return nil }
+            return (total, .v4(loadBE32(p, 12)))
+        }
+        if version == 6 {
+            guard length >= 40 else { return nil }
+            let total = Int(loadBE16(p, 4)) + 40
+            guard total <= length else { return nil }
+            return (total, .v6(loadBE64(p, 8), loadBE64(p, 16)))
+        }
+        return nil
+    }
+
+    /// Per-peer consequences of authenticated packets on `keypair` in one batch.
+    func received(on keypair: Keypair, from source: Endpoint, data: Bool, bytes: UInt64, now: UInt64) {
+        let peer = peers[Int(keypair.peerID)]
+        peer.rxBytes.add(bytes, ordering: .relaxed)
+        var confirmed = false
+        var droppedKeypair: Keypair?
+        var roamed = false
+        var rekey = false
+        peer.lock.withLock {
+            if peer.keypairs.next === keypair {
+                droppedKeypair = peer.keypairs.confirm(keypair)
+                peer.sentLastMinuteHandshake = false
+                peer.timers.handshakeComplete()
+                confirmed = true
+            }
+            if peer.endpoint != source {
+                peer.endpoint = source
+                roamed = true
+            }
+            peer.timers.anyAuthenticatedPacketReceived()
+            peer.timers.anyAuthenticatedPacketTraversal(now: now)
+            if data { peer.timers.dataReceived(now: now) }
+            if peer.keypairs.current === keypair, keypair.isInitiator, !peer.sentLastMinuteHandshake,
+               now &- keypair.createdAt >= ProtocolLimits.rejectAfterTime - ProtocolLimits.keepaliveTimeout
+                    - ProtocolLimits.rekeyTimeout {
+                peer.sentLastMinuteHandshake = true
+                rekey = true
+            }
+        }
+        if let d = droppedKeypair { indices.remove(d.localIndex) }
+        if roamed { logger.info("endpoint of \(peer.shortName) is now \(source)") }
+        if confirmed {
+            handshakeCompleted(peer, role: "responder")
+            control.post(.flushStaged(peer.id))
+        }
+        if rekey { wantHandshake(peer) }
+    }
+}

@@ -1,0 +1,138 @@
+// The send path:
+//   tun-reader: read a batch from the TUN → route each packet by destination (AllowedIPs) → if its peer has a
+//               session, reserve a nonce (serial, in read order) and write the transport header in the headroom;
+//               otherwise stage a copy and ask for a handshake → hand the batch to the send queue (order) and the
+//               crypto queue (parallel sealing).
+//   crypto-N:   seal (Workers.swift).
+//   udp-writer: wait for the oldest batch to be sealed → one sendmmsg → per-peer timer events and key freshness.
+import Crypto
+
+extension Device {
+    /// The dummy AEAD item a dropped packet keeps, so workers can run the batch without branches.
+    @inline(__always) func markDropped(_ batch: PacketBatch, _ i: Int) {
+        batch.keypairSlot[i] = PacketBatch.dropped
+        batch.items[i] = AEADItem(data: batch.slots[i], key: dummyKey.unsafePointer, counter: 0, length: 0)
+    }
+
+    func tunReaderLoop() {
+        let headroom = Device.headroom
+        let capacity = sendPool.slab.slotSize - headroom - MessageLayout.tagSize - MessageLayout.paddingMultiple
+        while isRunning {
+            guard let batch = sendPool.take() else { break }
+            batch.work = .encrypt
+            for i in 0..<batch.capacity { batch.ioPointers[i] = batch.slots[i] + headroom }
+            let n: Int
+            do {
+                n = try tun.read(batch.ioPointers, capacity: capacity, lengths: batch.innerLengths,
+                                 count: batch.capacity, timeoutMs: 1000)
+            } catch {
+                sendPool.give(batch)
+                if isRunning { logger.error("reading from \(tun.name) failed: \(error)") }
+                break
+            }
+            batch.count = n
+            if n == 0 || route(batch) == 0 {
+                sendPool.give(batch)
+                continue
+            }
+            sendQueue.push(batch)
+            cryptoQueue.push(batch)
+        }
+    }
+
+    /// Routes, stages or prepares every packet of a freshly read batch. Returns how many will be sent.
+    func route(_ batch: PacketBatch) -> Int {
+        let now = clock.now()
+        var live = 0
+        var runPeer: Int32 = -1
+        var runKeypair: Keypair?
+        var runEndpoint: Endpoint?
+        for i in 0..<batch.count {
+            let p = batch.slots[i] + Device.headroom
+            let length = Int(batch.innerLengths[i])
+            guard let peerID = destinationPeer(p, length) else { markDropped(batch, i); continue }
+            let peer = peers[Int(peerID)]
+            if peerID != runPeer {
+                runPeer = peerID
+                (runKeypair, runEndpoint) = peer.lock.withLock { (peer.sendingKeypair(now: now), peer.endpoint) }
+            }
+            guard let endpoint = runEndpoint else {
+                counters.add(.txDropNoEndpoint)
+                markDropped(batch, i)
+                continue
+            }
+            guard let keypair = runKeypair, let counter = keypair.reserveCounters(1, now: now) else {
+                let overflow = peer.lock.withLock { peer.stage(p, length) }
+                if overflow { counters.add(.txDropStagedOverflow) }
+                runKeypair = nil
+                wantHandshake(peer)
+                markDropped(batch, i)
+                continue
+            }
+            let padded = paddedLength(length, mtu: mtu)
+            if padded > length { (p + length).initializeMemory(as: UInt8.self, repeating: 0, count: padded - length) }
+            let h = batch.slots[i]
+            storeLE32(h, 0, MessageType.transport.rawValue)
+            storeLE32(h, 4, keypair.remoteIndex)
+            storeLE64(h, 8, counter)
+            batch.items[i] = AEADItem(data: p, key: keypair.sendKey.unsafePointer, counter: counter,
+                                      length: Int32(padded))
+            batch.lengths[i] = UInt32(MessageLayout.transportHeaderSize + padded + MessageLayout.tagSize)
+            batch.endpoints[i] = endpoint
+            batch.keypairSlot[i] = batch.slot(for: keypair)
+            live += 1
+        }
+        return live
+    }
+
+    /// The peer that owns the destination address of an inner packet, counting a drop if there is none.
+    @inline(__always) func destinationPeer(_ p: UnsafeRawPointer, _ length: Int) -> Int32? {
+        guard length >= 1 else { counters.add(.txDropBadInner); return nil }
+        let version = p.load(as: UInt8.self) >> 4
+        let peer: Int32?
+        if version == 4 && length >= 20 {
+            peer = allowedIPs.lookupV4(loadBE32(p, 16))
+        } else if version == 6 && length >= 40 {
+            peer = allowedIPs.lookupV6(loadBE64(p, 24), loadBE64(p, 32))
+        } else {
+            counters.add(.txDropBadInner)
+            return nil
+        }
+        if peer == nil { counters.add(.txDropNoRoute) }
+        return peer
+    }
+
+    func udpWriterLoop() {
+        var bytesPerSlot = [UInt64](repeating: 0, count: PacketBatch.capacity)
+        while let batch = sendQueue.popCrypted() {
+            var m = 0
+            for i in 0..<batch.count where batch.keypairSlot[i] != PacketBatch.dropped {
+                batch.ioPointers[m] = batch.slots[i]
+                batch.ioLengths[m] = batch.lengths[i]
+                batch.endpoints[m] = batch.endpoints[i]
+                batch.keypairSlot[m] = batch.keypairSlot[i]
+                m += 1
+            }
+            var sent = 0
+            do {
+                sent = try bind.send(batch.ioPointers, lengths: batch.ioLengths, endpoints: batch.endpoints, count: m)
+            } catch {
+                logger.warning("sending \(m) packets failed: \(error)")
+            }
+            counters.add(.txPackets, UInt64(sent))
+            counters.add(.txDropSendError, UInt64(m - sent))
+            let now = clock.now()
+            for s in 0..<batch.keypairs.count { bytesPerSlot[s] = 0 }
+            for i in 0..<m { bytesPerSlot[Int(batch.keypairSlot[i])] += UInt64(batch.ioLengths[i]) }
+            var total: UInt64 = 0
+            for (s, keypair) in batch.keypairs.enumerated() {
+                let peer = peers[Int(keypair.peerID)]
+                peer.txBytes.add(bytesPerSlot[s], ordering: .relaxed)
+                total += bytesPerSlot[s]
+                afterSend(peer, keypair: keypair, data: true, now: now)
+            }
+            counters.add(.txBytes, total)
+            sendPool.give(batch)
+        }
+    }
+}

@@ -1,0 +1,96 @@
+// A session's transport keys, and the previous/current/next rotation of a peer's keypairs.
+import Crypto
+import Synchronization
+
+/// One direction pair of transport keys derived from a completed handshake.
+public final class Keypair: @unchecked Sendable {  // immutable except the atomic counter and `replay`, which only the receive serial stage touches
+    public let sendKey: SecretKey
+    public let receiveKey: SecretKey
+    public let localIndex: UInt32
+    public let remoteIndex: UInt32
+    public let isInitiator: Bool
+    public let createdAt: UInt64
+    /// Next counter to send; fetch-add reserves counters, so nonces are assigned serially without a lock.
+    public let sendCounter = Atomic<UInt64>(0)
+    /// Only the receive serial stage reads and writes this (after decryption).
+    public var replay = ReplayWindow()
+    public let peerID: Int32
+
+    public init(sendKey: SecretKey, receiveKey: SecretKey, localIndex: UInt32, remoteIndex: UInt32,
+                isInitiator: Bool, createdAt: UInt64, peerID: Int32) {
+        self.sendKey = sendKey
+        self.receiveKey = receiveKey
+        self.localIndex = localIndex
+        self.remoteIndex = remoteIndex
+        self.isInitiator = isInitiator
+        self.createdAt = createdAt
+        self.peerID = peerID
+    }
+
+    /// Reserves `count` consecutive send counters; nil when the key must no longer send.
+    @inline(__always)
+    public func reserveCounters(_ count: UInt64, now: UInt64) -> UInt64? {
+        if now &- createdAt >= ProtocolLimits.rejectAfterTime { return nil }
+        let first = sendCounter.wrappingAdd(count, ordering: .relaxed).oldValue
+        if first >= ProtocolLimits.rejectAfterMessages || first &+ count > ProtocolLimits.rejectAfterMessages {
+            return nil
+        }
+        return first
+    }
+
+    /// True while packets may still be received on this key.
+    @inline(__always)
+    public func canReceive(now: UInt64) -> Bool { now &- createdAt < ProtocolLimits.rejectAfterTime }
+}
+
+/// The three keypair slots of a peer. Guarded by the peer's lock.
+public struct KeypairSlots: Sendable {
+    public var previous: Keypair?
+    public var current: Keypair?
+    public var next: Keypair?
+
+    public init() {}
+
+    /// Installs a freshly derived keypair. The initiator uses it at once; the responder waits in `next`
+    /// until the initiator's first packet confirms it. Returns the keypairs that were dropped (their indices
+    /// must be freed).
+    public mutating func install(_ keypair: Keypair) -> [Keypair] {
+        var dropped: [Keypair] = []
+        if keypair.isInitiator {
+            if let n = next {
+                // A responder session never confirmed: it becomes `previous`, the old current goes.
+                if let p = previous { dropped.append(p) }
+                if let c = current { dropped.append(c) }
+                previous = n
+                next = nil
+            } else {
+                if let p = previous { dropped.append(p) }
+                previous = current
+            }
+            current = keypair
+        } else {
+            if let n = next { dropped.append(n) }
+            next = keypair
+        }
+        return dropped
+    }
+
+    /// The first authenticated packet on `next` confirms it. Returns a dropped keypair, if any.
+    public mutating func confirm(_ keypair: Keypair) -> Keypair? {
+        guard let n = next, n === keypair else { return nil }
+        let dropped = previous
+        previous = current
+        current = n
+        next = nil
+        return dropped
+    }
+
+    /// Removes every keypair and returns them.
+    public mutating func clear() -> [Keypair] {
+        let all = [previous, current, next].compactMap { $0 }
+        previous = nil; current = nil; next = nil
+        return all
+    }
+
+    public var all: [Keypair] { [previous, current, next].compactMap { $0 } }
+}
