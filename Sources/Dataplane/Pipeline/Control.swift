@@ -250,6 +250,7 @@ extension Device {
             return false
         }
         peer.txBytes.add(UInt64(out.count), ordering: .relaxed)
+        counters.add(.txBytes, UInt64(out.count))
         return true
     }
 

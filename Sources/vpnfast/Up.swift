@@ -1,0 +1,145 @@
+// `vpnfast up CONFIG`: bring up a tunnel from a wg-quick style file and run it in the foreground.
+import ArgumentParser
+import CShims
+import Dataplane
+import Glibc
+import Logging
+
+struct Up: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "up",
+        abstract: "Create the interface described by CONFIG and run the tunnel until SIGINT or SIGTERM.",
+        discussion: """
+            CONFIG is a wg-quick style file: [Interface] PrivateKey, ListenPort, Address, MTU; one or more [Peer]
+            sections with PublicKey, PresharedKey, AllowedIPs, Endpoint, PersistentKeepalive. The interface is
+            named after the file (wg0.conf gives wg0) unless --interface is given. vpnfast assigns the addresses,
+            sets the MTU (default 1420), brings the link up and adds a route for each peer's AllowedIPs (except
+            default routes). On SIGINT or SIGTERM it removes the interface and exits 0. SIGUSR1 logs the counters.
+            """)
+
+    @Argument(help: "The configuration file.")
+    var config: String
+
+    @Option(name: .long, help: "Interface name (default: the config file's name without .conf).")
+    var interface: String?
+
+    @Option(name: .long, help: "Crypto worker threads (default: the number of online CPUs).")
+    var threads: Int?
+
+    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: String = "info"
+
+    @Option(name: .long, help: "For testing: rekey after this many seconds instead of 120 (initiator side).")
+    var rekeyAfterTime: Int?
+
+    func validate() throws {
+        if let t = threads, !(1...1024).contains(t) { throw ValidationError("--threads must be from 1 to 1024") }
+        if let r = rekeyAfterTime, !(1...120).contains(r) {
+            throw ValidationError("--rekey-after-time must be from 1 to 120 seconds")
+        }
+        if Logger.Level(rawValue: logLevel) == nil { throw ValidationError("unknown --log-level '\(logLevel)'") }
+        if let n = interface, n.isEmpty || n.utf8.count > 15 || n.contains("/") || n.contains(" ") {
+            throw ValidationError("--interface must be 1 to 15 characters without '/' or spaces")
+        }
+    }
+
+    func run() throws {
+        let level = Logger.Level(rawValue: logLevel)!
+        LoggingSystem.bootstrap { label in
+            var h = StreamLogHandler.standardError(label: label)
+            h.logLevel = level
+            return h
+        }
+        let logger = Logger(label: "vpnfast")
+        let threadCount = threads ?? max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+        var loaded: LoadedConfig
+        do {
+            loaded = try ConfigLoader.load(path: config, threads: threadCount)
+        } catch let e as CLIError {
+            printError(e.description)
+            throw ExitCode(1)
+        }
+        if let r = rekeyAfterTime { loaded.device.rekeyAfterTime = UInt64(r) * 1_000_000_000 }
+        for w in loaded.warnings { logger.warning("\(w)") }
+        let name = interface ?? Up.defaultName(config)
+        guard !name.isEmpty, name.utf8.count <= 15 else {
+            printError("interface name '\(name)' (from the file name) is not 1 to 15 characters; use --interface")
+            throw ExitCode(1)
+        }
+
+        // Block the signals before any thread starts so that only the signalfd sees them.
+        let sigfd = vf_signalfd_setup()
+        guard sigfd >= 0 else {
+            printError("cannot set up signal handling: \(SystemError("signalfd", negated: Int(sigfd)))")
+            throw ExitCode(1)
+        }
+        let tun: LinuxTun
+        let bind: MmsgBind
+        do {
+            tun = try LinuxTun(name: name)
+        } catch {
+            printError("cannot create interface \(name): \(error)")
+            throw ExitCode(1)
+        }
+        do {
+            bind = try MmsgBind(port: loaded.listenPort)
+        } catch {
+            tun.close()
+            printError("\(error)")
+            throw ExitCode(1)
+        }
+        do {
+            try InterfaceSetup.configure(name: tun.name, mtu: loaded.mtu, addresses: loaded.addresses,
+                                         routes: loaded.routes)
+        } catch {
+            printError("configuring \(tun.name) failed: \(error)")
+            tun.close(); bind.close()
+            throw ExitCode(1)
+        }
+        let device: Device
+        do {
+            device = try Device(config: loaded.device, tun: tun, bind: bind, logger: logger)
+        } catch {
+            printError("\(error)")
+            tun.close(); bind.close()
+            throw ExitCode(1)
+        }
+        logger.info("interface \(tun.name) up, public key \(device.identity.publicKey)")
+        device.start()
+        while true {
+            let sig = vf_signalfd_read(sigfd)
+            if sig == SIGUSR1 {
+                device.logCounters()
+                continue
+            }
+            if sig == SIGINT || sig == SIGTERM || sig < 0 {
+                logger.info("signal \(sig), shutting down")
+                break
+            }
+        }
+        device.stop()
+        device.logCounters()
+        tun.close()
+        bind.close()
+        logger.info("interface \(tun.name) removed")
+    }
+
+    /// wg-quick's rule: the file's base name without ".conf".
+    static func defaultName(_ path: String) -> String {
+        var base = path.split(separator: "/").last.map(String.init) ?? path
+        if base.hasSuffix(".conf") { base.removeLast(5) }
+        return base
+    }
+}
+
+func printError(_ message: String) {
+    var stderr = StandardError()
+    print("vpnfast: \(message)", to: &stderr)
+}
+
+struct StandardError: TextOutputStream {
+    mutating func write(_ string: String) {
+        var bytes = Array(string.utf8)
+        _ = Glibc.write(2, &bytes, bytes.count)
+    }
+}
