@@ -239,11 +239,9 @@ final class AllowedIPsTests: XCTestCase {
 
     /// Checks the trie's shape; returns a description of the first problem, or nil.
     private func checkInvariants<Key>(_ trie: PrefixTrie<Key>) -> String? {
-        var seen = 0
         var owned = 0
         func visit(_ i: Int32, parent: Int32) -> String? {
             let n = trie.nodes[Int(i)]
-            seen += 1
             if n.owned { owned += 1 }
             if n.parent != parent { return "node \(i): parent \(n.parent), expected \(parent)" }
             if PrefixTrie<Key>.masked(n.key, n.length) != n.key { return "node \(i): host bits set" }
@@ -261,7 +259,6 @@ final class AllowedIPsTests: XCTestCase {
         if owned != trie.count { return "count \(trie.count), owned nodes \(owned)" }
         let live = trie.nodes.indices.filter { trie.nodes[$0].owned }.count
         if live != owned { return "\(live) owned nodes in storage, \(owned) reachable" }
-        _ = seen
         return nil
     }
 }
