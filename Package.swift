@@ -36,9 +36,13 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
-        .target(name: "TestSupport", dependencies: ["Dataplane", "Crypto"], path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: [
+            "Dataplane", "Crypto", .product(name: "Logging", package: "swift-log"),
+        ], path: "Tests/TestSupport"),
         .testTarget(name: "CryptoTests", dependencies: ["Crypto"]),
-        .testTarget(name: "DataplaneTests", dependencies: ["Dataplane", "Crypto", "TestSupport"]),
+        .testTarget(name: "DataplaneTests", dependencies: [
+            "Dataplane", "Crypto", "TestSupport", .product(name: "Logging", package: "swift-log"),
+        ]),
     ],
     swiftLanguageModes: [.v6]
 )
