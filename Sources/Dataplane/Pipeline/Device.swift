@@ -139,6 +139,8 @@ public final class Device: @unchecked Sendable {  // configuration is fixed afte
         threads.append(PipelineThread(name: "vf-udp-reader") { [self] in udpReaderLoop() })
         threads.append(PipelineThread(name: "vf-tun-writer") { [self] in tunWriterLoop() })
         threads.append(PipelineThread(name: "vf-control") { [self] in controlLoop() })
+        // As WireGuard does, a peer with a persistent keepalive is contacted at once (which starts a handshake).
+        for p in peers where p.timers.persistentKeepaliveInterval > 0 && p.endpoint != nil { wantHandshake(p) }
         logger.info("device up: \(peers.count) peer(s), listening on UDP port \(bind.port), \(config.threads) crypto thread(s)")
     }
 
