@@ -33,6 +33,9 @@ public final class Keypair: @unchecked Sendable {  // immutable except the atomi
         if now &- createdAt >= ProtocolLimits.rejectAfterTime { return nil }
         let first = sendCounter.wrappingAdd(count, ordering: .relaxed).oldValue
         if first >= ProtocolLimits.rejectAfterMessages || first &+ count > ProtocolLimits.rejectAfterMessages {
+            // Pin the counter at the limit: otherwise repeated refused reservations keep adding until the
+            // counter wraps past 2^64 and used nonces are handed out again.
+            sendCounter.store(ProtocolLimits.rejectAfterMessages, ordering: .relaxed)
             return nil
         }
         return first
