@@ -38,14 +38,14 @@ final class KeypairTests: XCTestCase {
         _ = slots.install(keypair(1, initiator: true))
         _ = slots.install(keypair(2, initiator: true))
         let r = keypair(3, initiator: false)
-        XCTAssertEqual(slots.install(r).map(\.localIndex), [])
-        XCTAssertEqual(names(slots), [1, 2, 3], "the responder's keypair waits in next")
+        XCTAssertEqual(slots.install(r).map(\.localIndex), [1], "as in the kernel, previous is retired")
+        XCTAssertEqual(names(slots), [nil, 2, 3], "the responder's keypair waits in next")
 
         XCTAssertNil(slots.confirm(keypair(3, initiator: false)), "only the very keypair in next confirms")
         XCTAssertNil(slots.confirm(slots.current!))
-        XCTAssertEqual(names(slots), [1, 2, 3])
+        XCTAssertEqual(names(slots), [nil, 2, 3])
 
-        XCTAssertEqual(slots.confirm(r)?.localIndex, 1, "the old previous is dropped")
+        XCTAssertNil(slots.confirm(r), "nothing left to drop")
         XCTAssertEqual(names(slots), [2, 3, nil])
         XCTAssertNil(slots.confirm(r), "confirming twice does nothing")
         XCTAssertEqual(names(slots), [2, 3, nil])
@@ -73,14 +73,14 @@ final class KeypairTests: XCTestCase {
     }
 
     /// An initiator session completing while a responder session waits unconfirmed: the unconfirmed one becomes
-    /// previous (it may still receive), the old previous and current go.
+    /// previous (it may still receive), the old current goes.
     func testInitiatorInstallWhileNextExists() {
         var slots = KeypairSlots()
         _ = slots.install(keypair(1, initiator: true))
         _ = slots.install(keypair(2, initiator: true))
-        _ = slots.install(keypair(3, initiator: false))
-        XCTAssertEqual(names(slots), [1, 2, 3])
-        XCTAssertEqual(slots.install(keypair(4, initiator: true)).map(\.localIndex), [1, 2])
+        XCTAssertEqual(slots.install(keypair(3, initiator: false)).map(\.localIndex), [1])
+        XCTAssertEqual(names(slots), [nil, 2, 3])
+        XCTAssertEqual(slots.install(keypair(4, initiator: true)).map(\.localIndex), [2])
         XCTAssertEqual(names(slots), [3, 4, nil])
 
         var fresh = KeypairSlots()
@@ -93,8 +93,9 @@ final class KeypairTests: XCTestCase {
         var slots = KeypairSlots()
         _ = slots.install(keypair(1, initiator: true))
         _ = slots.install(keypair(2, initiator: true))
-        _ = slots.install(keypair(3, initiator: false))
-        XCTAssertEqual(slots.clear().map(\.localIndex), [1, 2, 3])
+        _ = slots.install(keypair(3, initiator: false))   // retires 1
+        XCTAssertEqual(names(slots), [nil, 2, 3])
+        XCTAssertEqual(slots.clear().map(\.localIndex), [2, 3])
         XCTAssertEqual(names(slots), [nil, nil, nil])
         XCTAssertEqual(slots.clear().count, 0)
     }

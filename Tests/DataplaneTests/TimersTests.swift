@@ -243,7 +243,8 @@ final class TimersTests: XCTestCase {
         var timers = PeerTimers()
         var t = t0
         timers.handshakeInitiated(now: t, jitter: 0)
-        for attempt in 1...ProtocolLimits.maxTimerHandshakes {
+        // Like the kernel: retries while attempts ≤ MAX_TIMER_HANDSHAKES, so MAX + 1 retries (MAX + 2 initiations).
+        for attempt in 1...(ProtocolLimits.maxTimerHandshakes + 1) {
             t += 5 * s
             XCTAssertEqual(timers.expire(now: t), [.sendInitiation(retry: true)], "retry \(attempt)")
             XCTAssertEqual(timers.handshakeAttempts, attempt)
@@ -264,7 +265,7 @@ final class TimersTests: XCTestCase {
         timers.sessionDerived(now: t0)
         var t = t0
         timers.handshakeInitiated(now: t, jitter: 0)
-        for _ in 1...ProtocolLimits.maxTimerHandshakes {
+        for _ in 1...(ProtocolLimits.maxTimerHandshakes + 1) {
             t += 5 * s
             XCTAssertEqual(timers.expire(now: t), [.sendInitiation(retry: true)])
             timers.handshakeInitiated(now: t, jitter: 0)

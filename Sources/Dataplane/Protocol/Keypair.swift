@@ -72,7 +72,11 @@ public struct KeypairSlots: Sendable {
             }
             current = keypair
         } else {
+            // As the kernel does: a new responder session also retires `previous`, so at most the current
+            // session and the unconfirmed one can receive.
             if let n = next { dropped.append(n) }
+            if let p = previous { dropped.append(p) }
+            previous = nil
             next = keypair
         }
         return dropped

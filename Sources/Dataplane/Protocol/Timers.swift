@@ -12,7 +12,7 @@
 // - handshakeComplete: cancel "retransmit handshake", reset the attempt count.
 // - sessionDerived: arm "zero key material" for 3 × rejectAfterTime.
 // Expiries return actions for the peer to carry out:
-// - retransmit handshake: after maxTimerHandshakes attempts, give up (drop staged packets, cancel the
+// - retransmit handshake: after maxTimerHandshakes + 1 retries (as the kernel counts), give up (drop staged packets, cancel the
 //   keepalive, arm key zeroing if not pending); otherwise count an attempt and send a new initiation.
 // - send keepalive: send one; if another was requested meanwhile, re-arm.
 // - new handshake: send a new initiation.
@@ -99,7 +99,7 @@ public struct PeerTimers: Sendable {
         var actions: [TimerAction] = []
         if let t = retransmitHandshake, t <= now {
             retransmitHandshake = nil
-            if handshakeAttempts >= ProtocolLimits.maxTimerHandshakes {
+            if handshakeAttempts > ProtocolLimits.maxTimerHandshakes {
                 sendKeepalive = nil
                 if zeroKeyMaterial == nil { zeroKeyMaterial = now + ProtocolLimits.zeroKeysAfter }
                 handshakeAttempts = 0
