@@ -14,7 +14,7 @@
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$ROOT"
+cd "$ROOT" || exit 1
 
 DEMO_SECONDS=${DEMO_SECONDS:-10}
 DEMO_PAIR=${DEMO_PAIR:-vpnfast-vpnfast}

@@ -1,4 +1,5 @@
 # shellcheck shell=bash
+# shellcheck disable=SC2034 # VF_* results are globals read by the scripts that source this
 # Helpers for vpnfast's network-namespace tests and demo. Source this file.
 #
 # Topology (one per vf_topology_up call, names unique to this shell's PID):
@@ -29,6 +30,7 @@ VF_WG_RUNDIR=/var/run/wireguard
 # ignored; the daemons under test must see them as a terminal user would, so
 # they are started through this prefix, which restores the default handling.
 if env --default-signal=INT,QUIT true 2>/dev/null; then
+    # shellcheck disable=SC2054 # the comma belongs to the option
     VF_SIGRESET=(env --default-signal=INT,QUIT)
 else
     VF_SIGRESET=("$VF_PY" -c 'import os, signal, sys
