@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
+#include <sys/uio.h>
 #include <net/if.h>
 #include <linux/if_tun.h>
 
@@ -26,6 +27,26 @@ int vf_tun_open(const char *name, char *out_name, int vnet_hdr) {
 
 int vf_tun_set_offload(int fd, unsigned int flags) {
     return ioctl(fd, TUNSETOFFLOAD, flags) < 0 ? -errno : 0;
+}
+
+unsigned int vf_tun_enable_offloads(int fd) {
+    const unsigned int base = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6;
+#ifndef TUN_F_USO4
+#define TUN_F_USO4 0x20
+#define TUN_F_USO6 0x40
+#endif
+    const unsigned int withUSO = base | TUN_F_USO4 | TUN_F_USO6;
+    if (ioctl(fd, TUNSETOFFLOAD, withUSO) == 0) return withUSO;
+    if (ioctl(fd, TUNSETOFFLOAD, base) == 0) return base;
+    return 0;
+}
+
+long vf_writev(int fd, const struct iovec *iov, int count) {
+    for (;;) {
+        ssize_t n = writev(fd, iov, count);
+        if (n >= 0) return n;
+        if (errno != EINTR) return -errno;
+    }
 }
 
 long vf_read(int fd, void *buf, size_t len) {

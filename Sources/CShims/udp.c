@@ -53,13 +53,35 @@ int vf_udp_open(uint16_t port, int buffer_bytes, uint16_t *out_port, int *out_fa
     return fd;
 }
 
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103
+#endif
+#ifndef UDP_GRO
+#define UDP_GRO 104
+#endif
+#include <netinet/udp.h>
+
+enum { VF_CONTROL_BYTES = 256 };
+
 struct vf_mmsg {
     unsigned int capacity;
     int family;
     struct mmsghdr *hdrs;
     struct iovec *iovs;
     struct sockaddr_storage *addrs;
+    unsigned char *control;   /* VF_CONTROL_BYTES per message, 8-aligned */
 };
+
+int vf_udp_enable_gro(int fd) {
+    int one = 1;
+    return setsockopt(fd, SOL_UDP, UDP_GRO, &one, sizeof one) < 0 ? -errno : 0;
+}
+
+int vf_udp_probe_gso(int fd) {
+    int v = 0;
+    socklen_t l = sizeof v;
+    return getsockopt(fd, SOL_UDP, UDP_SEGMENT, &v, &l) == 0 ? 1 : 0;
+}
 
 vf_mmsg *vf_mmsg_create(unsigned int capacity, int family) {
     vf_mmsg *m = calloc(1, sizeof *m);
@@ -69,7 +91,8 @@ vf_mmsg *vf_mmsg_create(unsigned int capacity, int family) {
     m->hdrs = calloc(capacity, sizeof *m->hdrs);
     m->iovs = calloc(capacity, sizeof *m->iovs);
     m->addrs = calloc(capacity, sizeof *m->addrs);
-    if (!m->hdrs || !m->iovs || !m->addrs) { vf_mmsg_destroy(m); return NULL; }
+    m->control = aligned_alloc(8, (size_t)capacity * VF_CONTROL_BYTES);
+    if (!m->hdrs || !m->iovs || !m->addrs || !m->control) { vf_mmsg_destroy(m); return NULL; }
     return m;
 }
 
@@ -78,6 +101,7 @@ void vf_mmsg_destroy(vf_mmsg *m) {
     free(m->hdrs);
     free(m->iovs);
     free(m->addrs);
+    free(m->control);
     free(m);
 }
 
@@ -105,7 +129,7 @@ static socklen_t from_endpoint(int family, const vf_endpoint *e, struct sockaddr
 }
 
 int vf_mmsg_recv(vf_mmsg *m, int fd, void *const *bufs, const uint32_t *caps, uint32_t *lens,
-                 vf_endpoint *from, uint8_t *truncated, unsigned int count) {
+                 vf_endpoint *from, uint8_t *truncated, uint16_t *gso, unsigned int count) {
     if (count > m->capacity) count = m->capacity;
     for (unsigned int i = 0; i < count; i++) {
         m->iovs[i].iov_base = bufs[i];
@@ -116,34 +140,92 @@ int vf_mmsg_recv(vf_mmsg *m, int fd, void *const *bufs, const uint32_t *caps, ui
         h->msg_namelen = sizeof m->addrs[i];
         h->msg_iov = &m->iovs[i];
         h->msg_iovlen = 1;
+        h->msg_control = m->control + (size_t)i * VF_CONTROL_BYTES;
+        h->msg_controllen = VF_CONTROL_BYTES;
     }
     int n;
     do { n = recvmmsg(fd, m->hdrs, count, MSG_DONTWAIT, NULL); } while (n < 0 && errno == EINTR);
     if (n < 0) return -errno;
     for (int i = 0; i < n; i++) {
+        struct msghdr *h = &m->hdrs[i].msg_hdr;
         lens[i] = m->hdrs[i].msg_len;
-        truncated[i] = (m->hdrs[i].msg_hdr.msg_flags & MSG_TRUNC) ? 1 : 0;
+        truncated[i] = (h->msg_flags & MSG_TRUNC) ? 1 : 0;
+        gso[i] = 0;
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(h); c; c = CMSG_NXTHDR(h, c)) {
+            if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO && c->cmsg_len >= CMSG_LEN(sizeof(int))) {
+                int v;
+                memcpy(&v, CMSG_DATA(c), sizeof v);
+                gso[i] = (v > 0 && v < 65536) ? (uint16_t)v : 0;
+            }
+        }
         to_endpoint(&m->addrs[i], &from[i]);
     }
     return n;
 }
 
-int vf_mmsg_send(vf_mmsg *m, int fd, void *const *bufs, const uint32_t *lens, const vf_endpoint *to,
-                 unsigned int count) {
-    if (count > m->capacity) count = m->capacity;
-    for (unsigned int i = 0; i < count; i++) {
-        m->iovs[i].iov_base = bufs[i];
-        m->iovs[i].iov_len = lens[i];
-        struct msghdr *h = &m->hdrs[i].msg_hdr;
+static int same_endpoint(const vf_endpoint *a, const vf_endpoint *b) {
+    return a->sin6_port == b->sin6_port && memcmp(&a->sin6_addr, &b->sin6_addr, sizeof a->sin6_addr) == 0;
+}
+
+/* Builds messages for datagrams [first, count) into m; returns the number of messages and writes, for each
+   message, how many datagrams it carries into per_msg[]. */
+static unsigned int build_messages(vf_mmsg *m, void *const *bufs, const uint32_t *lens, const vf_endpoint *to,
+                                   unsigned int count, int gso, unsigned int max_segments, uint16_t *per_msg) {
+    unsigned int msgs = 0, i = 0;
+    while (i < count && msgs < m->capacity) {
+        unsigned int j = i + 1;
+        size_t total = lens[i];
+        if (gso) {
+            while (j < count && j - i < max_segments && lens[j] <= lens[i] && same_endpoint(&to[j], &to[i])
+                   && total + lens[j] <= 65000) {
+                total += lens[j];
+                j++;
+                if (lens[j - 1] < lens[i]) break;   /* only the last may be shorter */
+            }
+        }
+        struct msghdr *h = &m->hdrs[msgs].msg_hdr;
         memset(h, 0, sizeof *h);
-        h->msg_name = &m->addrs[i];
-        h->msg_namelen = from_endpoint(m->family, &to[i], &m->addrs[i]);
+        h->msg_name = &m->addrs[msgs];
+        h->msg_namelen = from_endpoint(m->family, &to[i], &m->addrs[msgs]);
+        for (unsigned int k = i; k < j; k++) {
+            m->iovs[k].iov_base = bufs[k];
+            m->iovs[k].iov_len = lens[k];
+        }
         h->msg_iov = &m->iovs[i];
-        h->msg_iovlen = 1;
+        h->msg_iovlen = j - i;
+        if (j - i > 1) {
+            h->msg_control = m->control + (size_t)msgs * VF_CONTROL_BYTES;
+            h->msg_controllen = CMSG_SPACE(sizeof(uint16_t));
+            struct cmsghdr *c = CMSG_FIRSTHDR(h);
+            c->cmsg_level = SOL_UDP;
+            c->cmsg_type = UDP_SEGMENT;
+            c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+            uint16_t seg = (uint16_t)lens[i];
+            memcpy(CMSG_DATA(c), &seg, sizeof seg);
+        }
+        per_msg[msgs] = (uint16_t)(j - i);
+        msgs++;
+        i = j;
     }
+    return msgs;
+}
+
+int vf_mmsg_send(vf_mmsg *m, int fd, void *const *bufs, const uint32_t *lens, const vf_endpoint *to,
+                 unsigned int count, int *gso, unsigned int max_segments) {
+    if (count > m->capacity) count = m->capacity;
+    uint16_t per_msg[count ? count : 1];
+    unsigned int msgs = build_messages(m, bufs, lens, to, count, gso && *gso, max_segments, per_msg);
     int n;
-    do { n = sendmmsg(fd, m->hdrs, count, 0); } while (n < 0 && errno == EINTR);
-    return n < 0 ? -errno : n;
+    do { n = sendmmsg(fd, m->hdrs, msgs, 0); } while (n < 0 && errno == EINTR);
+    if (n < 0 && errno == EIO && gso && *gso) {
+        *gso = 0;
+        msgs = build_messages(m, bufs, lens, to, count, 0, 1, per_msg);
+        do { n = sendmmsg(fd, m->hdrs, msgs, 0); } while (n < 0 && errno == EINTR);
+    }
+    if (n < 0) return -errno;
+    int sent = 0;
+    for (int k = 0; k < n; k++) sent += per_msg[k];
+    return sent;
 }
 
 long vf_udp_sendto(int fd, int family, const void *buf, size_t len, const vf_endpoint *to) {

@@ -49,21 +49,28 @@ public final class ChannelBind: UDPBind, @unchecked Sendable {  // the receive q
     /// Injects a datagram as if `from` had sent it to this bind (hostile-input tests).
     public func inject(_ bytes: [UInt8], from: Endpoint) { enqueue(bytes, from: from) }
 
-    public func receive(_ buffers: UnsafePointer<UnsafeMutableRawPointer>, capacity: Int,
-                        lengths: UnsafeMutablePointer<UInt32>, endpoints: UnsafeMutablePointer<Endpoint>,
-                        truncated: UnsafeMutablePointer<UInt8>, count: Int, timeoutMs: Int32) throws -> Int {
+    public var receiveBufferSize: Int { 2048 }
+    public var datagramsPerMessage: Int { 1 }
+
+    public func receive(buffers: UnsafePointer<UnsafeMutableRawPointer>, bufferCount: Int, capacity: Int,
+                        packets: UnsafeMutablePointer<UnsafeMutableRawPointer>, lengths: UnsafeMutablePointer<UInt32>,
+                        endpoints: UnsafeMutablePointer<Endpoint>, maxPackets: Int, truncated: inout Int,
+                        timeoutMs: Int32) throws -> Int {
         lock.withLock {
             if queue.isEmpty && !woken && !closed {
                 lock.wait(nanoseconds: UInt64(max(timeoutMs, 1)) * 1_000_000)
             }
             woken = false
             var n = 0
-            while n < count && !queue.isEmpty {
+            var used = 0
+            while used < min(bufferCount, batchSize) && n < maxPackets && !queue.isEmpty {
                 let (bytes, from) = queue.removeFirst()
-                let len = min(bytes.count, capacity)
-                if len > 0 { bytes.withUnsafeBytes { buffers[n].copyMemory(from: $0.baseAddress!, byteCount: len) } }
-                lengths[n] = UInt32(len)
-                truncated[n] = bytes.count > capacity ? 1 : 0
+                let buffer = buffers[used]
+                used += 1
+                if bytes.count > capacity { truncated += 1; continue }
+                if !bytes.isEmpty { bytes.withUnsafeBytes { buffer.copyMemory(from: $0.baseAddress!, byteCount: bytes.count) } }
+                packets[n] = buffer
+                lengths[n] = UInt32(bytes.count)
                 endpoints[n] = from
                 n += 1
             }

@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <stddef.h>
 #include <netinet/in.h>
+#include <sys/uio.h>
 
 // ---- TUN (tun.c) ----
 /// Opens /dev/net/tun as IFF_TUN|IFF_NO_PI (|IFF_VNET_HDR if vnet_hdr), non-blocking, close-on-exec.
@@ -13,6 +14,13 @@
 int vf_tun_open(const char *name, char *out_name, int vnet_hdr);
 /// TUNSETOFFLOAD with the given TUN_F_* bits. Returns 0 or -errno (EINVAL for bits the kernel lacks).
 int vf_tun_set_offload(int fd, unsigned int flags);
+/// Enables the offloads vpnfast can split and coalesce: CSUM|TSO4|TSO6, plus USO4|USO6 where the kernel knows
+/// them. Returns the TUN_F_* bits in effect (0 if the kernel refused even the base set).
+unsigned int vf_tun_enable_offloads(int fd);
+/// TUN_F_* bits, mirrored for Swift.
+enum { VF_TUN_F_CSUM = 0x01, VF_TUN_F_TSO4 = 0x02, VF_TUN_F_TSO6 = 0x04, VF_TUN_F_USO4 = 0x20, VF_TUN_F_USO6 = 0x40 };
+/// Gathers `count` slices into one packet write. Returns the length written, or -errno.
+long vf_writev(int fd, const struct iovec *iov, int count);
 /// Reads one packet. Returns the length, or -errno (-EAGAIN when empty).
 long vf_read(int fd, void *buf, size_t len);
 /// Writes one packet. Returns the length written, or -errno.
@@ -27,19 +35,27 @@ typedef struct sockaddr_in6 vf_endpoint;
 /// with receive/send buffers of `buffer_bytes` (forced when root). Writes the bound port to *out_port.
 int vf_udp_open(uint16_t port, int buffer_bytes, uint16_t *out_port, int *out_family);
 
-/// Preallocated recvmmsg/sendmmsg state for up to `capacity` datagrams (mmsghdr, iovec, sockaddr arrays).
+/// Turns on UDP_GRO (receive coalescing). Returns 0 or -errno.
+int vf_udp_enable_gro(int fd);
+/// 1 if the kernel knows UDP_SEGMENT (send segmentation) on this socket, else 0.
+int vf_udp_probe_gso(int fd);
+
+/// Preallocated recvmmsg/sendmmsg state for up to `capacity` messages (mmsghdr, iovec, sockaddr, control arrays).
 typedef struct vf_mmsg vf_mmsg;
 vf_mmsg *vf_mmsg_create(unsigned int capacity, int family);
 void vf_mmsg_destroy(vf_mmsg *m);
-/// Receives up to `count` datagrams into bufs[i] (capacity caps[i]). Lengths go to lens[i], sources to from[i]
-/// (v4-mapped for IPv4), and truncated[i] is set to 1 when a datagram did not fit. Returns the number received
-/// (0 is impossible), or -errno (-EAGAIN when nothing is queued).
+/// Receives up to `count` messages into bufs[i] (capacity caps[i]). Lengths go to lens[i], sources to from[i]
+/// (v4-mapped for IPv4), truncated[i] is set to 1 when a message did not fit, and gso[i] to the UDP_GRO segment
+/// size when the kernel coalesced several datagrams into message i (0: a single datagram). Returns the number
+/// received (never 0), or -errno (-EAGAIN when nothing is queued).
 int vf_mmsg_recv(vf_mmsg *m, int fd, void *const *bufs, const uint32_t *caps, uint32_t *lens,
-                 vf_endpoint *from, uint8_t *truncated, unsigned int count);
-/// Sends `count` datagrams bufs[i][0..<lens[i]] to to[i]. Returns how many the kernel took (it may take fewer),
-/// or -errno for the first one if none was sent.
+                 vf_endpoint *from, uint8_t *truncated, uint16_t *gso, unsigned int count);
+/// Sends `count` datagrams bufs[i][0..<lens[i]] to to[i]. With *gso set, runs of consecutive datagrams to the
+/// same endpoint with equal lengths (the last may be shorter) go out as one UDP_SEGMENT message of at most
+/// `max_segments`; if the kernel answers EIO, *gso is cleared and the send is retried without it.
+/// Returns how many datagrams the kernel took (it may take fewer), or -errno if none was sent.
 int vf_mmsg_send(vf_mmsg *m, int fd, void *const *bufs, const uint32_t *lens, const vf_endpoint *to,
-                 unsigned int count);
+                 unsigned int count, int *gso, unsigned int max_segments);
 /// One datagram, for control messages (handshakes, cookies). Returns the length or -errno.
 long vf_udp_sendto(int fd, int family, const void *buf, size_t len, const vf_endpoint *to);
 

@@ -18,14 +18,22 @@ public protocol TunInterface: AnyObject, Sendable {
 
 /// A UDP socket for all peers.
 public protocol UDPBind: AnyObject, Sendable {
+    /// Messages per receive call (and datagrams per send call).
     var batchSize: Int { get }
     var port: UInt16 { get }
-    /// Receives up to `count` datagrams into `buffers[i]` (capacity bytes each), with their lengths, sources and
-    /// a truncation flag. Waits up to `timeoutMs` for the first. Returns 0 on timeout or `wake()`.
-    func receive(_ buffers: UnsafePointer<UnsafeMutableRawPointer>, capacity: Int,
-                 lengths: UnsafeMutablePointer<UInt32>, endpoints: UnsafeMutablePointer<Endpoint>,
-                 truncated: UnsafeMutablePointer<UInt8>, count: Int, timeoutMs: Int32) throws -> Int
-    /// Sends `count` datagrams. Returns how many were sent.
+    /// How large a receive buffer must be, and how many datagrams one received message may carry (UDP GRO).
+    var receiveBufferSize: Int { get }
+    var datagramsPerMessage: Int { get }
+    /// Receives up to `bufferCount` messages into `buffers` (each `capacity` bytes). A message may carry several
+    /// datagrams (UDP GRO); they come back split: datagram k starts at `packets[k]`, is `lengths[k]` bytes long and
+    /// came from `endpoints[k]`. At most `maxPackets` datagrams. Messages that did not fit their buffer are
+    /// dropped and added to `truncated`. Waits up to `timeoutMs` for the first; returns 0 on timeout or `wake()`.
+    func receive(buffers: UnsafePointer<UnsafeMutableRawPointer>, bufferCount: Int, capacity: Int,
+                 packets: UnsafeMutablePointer<UnsafeMutableRawPointer>, lengths: UnsafeMutablePointer<UInt32>,
+                 endpoints: UnsafeMutablePointer<Endpoint>, maxPackets: Int, truncated: inout Int,
+                 timeoutMs: Int32) throws -> Int
+    /// Sends `count` datagrams (consecutive ones to the same endpoint may leave as one segmented send).
+    /// Returns how many were sent.
     func send(_ buffers: UnsafePointer<UnsafeMutableRawPointer>, lengths: UnsafePointer<UInt32>,
               endpoints: UnsafePointer<Endpoint>, count: Int) throws -> Int
     /// One datagram (handshakes, cookies, keepalives from the control thread).

@@ -17,7 +17,7 @@ public final class LinuxTun: TunInterface, @unchecked Sendable {  // fds are fix
         self.fd = fd
         self.wakeFD = wake
         self.batchSize = batchSize
-        self.name = String(cString: out)
+        self.name = String(decoding: out.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     public func read(_ buffers: UnsafePointer<UnsafeMutableRawPointer>, capacity: Int,

@@ -1,10 +1,19 @@
-// The UDP socket through recvmmsg/sendmmsg: one syscall per batch in each direction.
+// The UDP socket through recvmmsg/sendmmsg: one syscall per batch in each direction, with UDP GRO on receive and
+// UDP GSO (UDP_SEGMENT) on send where the kernel supports them.
 import CShims
 import Glibc
 
 public final class MmsgBind: UDPBind, @unchecked Sendable {  // receive state is used by the one receiving thread, send state under sendLock
     public let batchSize: Int
     public let port: UInt16
+    /// Whether received messages may carry several datagrams (UDP_GRO accepted by the kernel).
+    public let groEnabled: Bool
+    /// Whether sends are segmented (UDP_SEGMENT); cleared for good if the kernel answers EIO.
+    public private(set) var gsoEnabled: Bool
+    /// Largest message a receive buffer must hold: a full GRO train.
+    public static let maxMessageSize = 65536
+    /// UDP_SEGMENT limit used (the kernel's UDP_MAX_SEGMENTS has been 64 for years; newer ones allow 128).
+    public static let maxSegments: UInt32 = 64
     private let fd: Int32
     private let family: Int32
     private let wakeFD: Int32
@@ -12,8 +21,16 @@ public final class MmsgBind: UDPBind, @unchecked Sendable {  // receive state is
     private let sendState: OpaquePointer
     private let sendLock = ConditionLock()
     private let caps: UnsafeMutablePointer<UInt32>
+    private let msgLengths: UnsafeMutablePointer<UInt32>
+    private let msgEndpoints: UnsafeMutablePointer<Endpoint>
+    private let msgTruncated: UnsafeMutablePointer<UInt8>
+    private let msgSegments: UnsafeMutablePointer<UInt16>
+    private let onGSODisabled: (@Sendable () -> Void)?
 
-    public init(port requested: UInt16, batchSize: Int = PacketBatch.capacity, bufferBytes: Int32 = 4 << 20) throws {
+    /// `batchSize`: messages per receive call (each needs a `maxMessageSize` buffer when GRO is on) and the most
+    /// datagrams per send call.
+    public init(port requested: UInt16, batchSize: Int = PacketBatch.capacity, bufferBytes: Int32 = 16 << 20,
+                offloads: Bool = true, onGSODisabled: (@Sendable () -> Void)? = nil) throws {
         var bound: UInt16 = 0
         var fam: Int32 = 0
         let fd = vf_udp_open(requested, bufferBytes, &bound, &fam)
@@ -31,38 +48,65 @@ public final class MmsgBind: UDPBind, @unchecked Sendable {  // receive state is
         self.sendState = s
         self.batchSize = batchSize
         self.port = bound
-        caps = .allocate(capacity: batchSize)
-        caps.initialize(repeating: 0, count: batchSize)
+        self.onGSODisabled = onGSODisabled
+        groEnabled = offloads && vf_udp_enable_gro(fd) == 0
+        gsoEnabled = offloads && vf_udp_probe_gso(fd) == 1
+        caps = .allocate(capacity: batchSize); caps.initialize(repeating: 0, count: batchSize)
+        msgLengths = .allocate(capacity: batchSize); msgLengths.initialize(repeating: 0, count: batchSize)
+        msgEndpoints = .allocate(capacity: batchSize); msgEndpoints.initialize(repeating: Endpoint(), count: batchSize)
+        msgTruncated = .allocate(capacity: batchSize); msgTruncated.initialize(repeating: 0, count: batchSize)
+        msgSegments = .allocate(capacity: batchSize); msgSegments.initialize(repeating: 0, count: batchSize)
     }
+
+    public var receiveBufferSize: Int { groEnabled ? MmsgBind.maxMessageSize : 2048 }
+    public var datagramsPerMessage: Int { groEnabled ? Int(MmsgBind.maxSegments) : 1 }
 
     /// True when the socket is dual-stack (IPv6 with v4-mapped IPv4).
     public var isDualStack: Bool { family == AF_INET6 }
 
-    public func receive(_ buffers: UnsafePointer<UnsafeMutableRawPointer>, capacity: Int,
-                        lengths: UnsafeMutablePointer<UInt32>, endpoints: UnsafeMutablePointer<Endpoint>,
-                        truncated: UnsafeMutablePointer<UInt8>, count: Int, timeoutMs: Int32) throws -> Int {
-        let count = min(count, batchSize)
+    public func receive(buffers: UnsafePointer<UnsafeMutableRawPointer>, bufferCount: Int, capacity: Int,
+                        packets: UnsafeMutablePointer<UnsafeMutableRawPointer>, lengths: UnsafeMutablePointer<UInt32>,
+                        endpoints: UnsafeMutablePointer<Endpoint>, maxPackets: Int, truncated: inout Int,
+                        timeoutMs: Int32) throws -> Int {
+        // Never take more messages than could be split into the packet arrays.
+        let perMessage = groEnabled ? Int(MmsgBind.maxSegments) : 1
+        let count = max(1, min(bufferCount, batchSize, maxPackets / perMessage))
         for i in 0..<count { caps[i] = UInt32(capacity) }
-        do {
-            while true {
-                let n = buffers.withMemoryRebound(to: Optional<UnsafeMutableRawPointer>.self, capacity: count) { bufs in
-                    endpoints.withMemoryRebound(to: vf_endpoint.self, capacity: count) { eps in
-                        vf_mmsg_recv(recvState, fd, bufs, caps, lengths, eps, truncated, UInt32(count))
-                    }
+        var n: Int32 = 0
+        while true {
+            n = buffers.withMemoryRebound(to: Optional<UnsafeMutableRawPointer>.self, capacity: count) { bufs in
+                msgEndpoints.withMemoryRebound(to: vf_endpoint.self, capacity: count) { eps in
+                    vf_mmsg_recv(recvState, fd, bufs, caps, msgLengths, eps, msgTruncated, msgSegments, UInt32(count))
                 }
-                if n > 0 { return Int(n) }
-                if n == -EAGAIN {
-                    let p = vf_poll2(fd, wakeFD, timeoutMs)
-                    if p < 0 { throw SystemError("poll UDP", negated: Int(p)) }
-                    if p & 2 != 0 { _ = vf_eventfd_drain(wakeFD); return 0 }
-                    if p == 0 { return 0 }
-                    continue
-                }
-                // ICMP errors (ECONNREFUSED etc.) surface here on a UDP socket; they are not fatal.
-                if n == -ECONNREFUSED || n == -EHOSTUNREACH || n == -ENETUNREACH { continue }
-                throw SystemError("recvmmsg", negated: Int(n))
             }
+            if n > 0 { break }
+            if n == -EAGAIN {
+                let p = vf_poll2(fd, wakeFD, timeoutMs)
+                if p < 0 { throw SystemError("poll UDP", negated: Int(p)) }
+                if p & 2 != 0 { _ = vf_eventfd_drain(wakeFD); return 0 }
+                if p == 0 { return 0 }
+                continue
+            }
+            // ICMP errors (ECONNREFUSED etc.) surface here on a UDP socket; they are not fatal.
+            if n == -ECONNREFUSED || n == -EHOSTUNREACH || n == -ENETUNREACH { continue }
+            throw SystemError("recvmmsg", negated: Int(n))
         }
+        var k = 0
+        for i in 0..<Int(n) {
+            if msgTruncated[i] != 0 { truncated += 1; continue }
+            let total = Int(msgLengths[i])
+            let seg = msgSegments[i] == 0 ? total : Int(msgSegments[i])
+            var off = 0
+            repeat {
+                let len = min(seg, total - off)
+                packets[k] = buffers[i] + off
+                lengths[k] = UInt32(len)
+                endpoints[k] = msgEndpoints[i]
+                k += 1
+                off += len
+            } while off < total && k < maxPackets
+        }
+        return k
     }
 
     public func send(_ buffers: UnsafePointer<UnsafeMutableRawPointer>, lengths: UnsafePointer<UInt32>,
@@ -70,24 +114,29 @@ public final class MmsgBind: UDPBind, @unchecked Sendable {  // receive state is
         var done = 0
         var sent = 0
         var lastError: Int32 = 0
+        var disabled = false
         sendLock.withLock {
+            var gso: Int32 = gsoEnabled ? 1 : 0
             while done < count {
                 let n = (buffers + done).withMemoryRebound(to: Optional<UnsafeMutableRawPointer>.self,
                                                            capacity: count - done) { bufs in
                     (endpoints + done).withMemoryRebound(to: vf_endpoint.self, capacity: count - done) { eps in
-                        vf_mmsg_send(sendState, fd, bufs, lengths + done, eps, UInt32(count - done))
+                        vf_mmsg_send(sendState, fd, bufs, lengths + done, eps, UInt32(count - done), &gso,
+                                     MmsgBind.maxSegments)
                     }
                 }
+                if gso == 0 && gsoEnabled { gsoEnabled = false; disabled = true }
                 if n > 0 { done += Int(n); sent += Int(n); continue }
                 if n == -EAGAIN || n == -ENOBUFS {
                     _ = vf_poll2(-1, -1, 1)
                     continue
                 }
-                // The kernel refused the first datagram (unreachable, too big): skip it, keep the rest.
+                // The kernel refused the first message (unreachable, too big): skip one datagram, keep the rest.
                 lastError = -n
                 done += 1
             }
         }
+        if disabled { onGSODisabled?() }
         if sent == 0 && lastError != 0 { throw SystemError("sendmmsg", lastError) }
         return sent
     }
@@ -105,6 +154,7 @@ public final class MmsgBind: UDPBind, @unchecked Sendable {  // receive state is
         _ = vf_close(wakeFD)
         vf_mmsg_destroy(recvState)
         vf_mmsg_destroy(sendState)
-        caps.deallocate()
+        caps.deallocate(); msgLengths.deallocate(); msgEndpoints.deallocate(); msgTruncated.deallocate()
+        msgSegments.deallocate()
     }
 }

@@ -35,7 +35,7 @@ public struct DeviceConfiguration: Sendable {
     /// Test-only: the initiator rekeys after this long instead of REKEY_AFTER_TIME.
     public var rekeyAfterTime: UInt64 = ProtocolLimits.rekeyAfterTime
     /// Batches in flight per direction.
-    public var batchesPerDirection = 32
+    public var batchesPerDirection = 16
 
     public init(privateKey: SecretKey, mtu: Int = 1420, threads: Int, peers: [PeerSetup]) {
         self.privateKey = privateKey
@@ -76,7 +76,9 @@ public final class Device: @unchecked Sendable {  // configuration is fixed afte
     static let headroom = MessageLayout.transportHeaderSize
     let sendPool: BatchPool
     let receivePool: BatchPool
-    let cryptoQueue: BatchQueue
+    let cryptoQueue: CryptoQueue
+    /// Packets per crypto job: small enough that every worker gets a share of a large batch.
+    static let cryptoChunk = 32
     let sendQueue: BatchQueue
     let receiveQueue: BatchQueue
     let control: ControlQueue
@@ -112,14 +114,19 @@ public final class Device: @unchecked Sendable {  // configuration is fixed afte
         self.clock = clock
         self.logger = logger
         self.config = config
-        let batch = min(PacketBatch.capacity, max(tun.batchSize, bind.batchSize))
-        // A slot holds the transport header, the padded packet and the tag; received datagrams may be a little
-        // larger than ours if the peer's MTU is, so leave room.
+        // A send buffer holds the transport header, the padded packet and the tag.
         let slotSize = max(2048, Device.headroom + (max(config.mtu, 1500) + 15) / 16 * 16 + 64)
         let n = config.batchesPerDirection
-        sendPool = BatchPool(batches: n, batchCapacity: batch, slotSize: slotSize)
-        receivePool = BatchPool(batches: n, batchCapacity: batch, slotSize: slotSize)
-        cryptoQueue = BatchQueue(capacity: 2 * n)
+        sendPool = BatchPool(batches: n, buffersPerBatch: PacketBatch.capacity, bufferSize: slotSize,
+                             packetsPerBatch: PacketBatch.capacity)
+        // A receive buffer holds one message from the socket, which with UDP GRO may carry many datagrams.
+        let perMessage = max(1, bind.datagramsPerMessage)
+        let messages = perMessage > 1 ? min(16, bind.batchSize) : min(PacketBatch.capacity, bind.batchSize)
+        receivePool = BatchPool(batches: n, buffersPerBatch: messages,
+                                bufferSize: max(bind.receiveBufferSize, slotSize),
+                                packetsPerBatch: messages * perMessage)
+        let maxChunks = (messages * perMessage + Device.cryptoChunk - 1) / Device.cryptoChunk
+        cryptoQueue = CryptoQueue(capacity: n * (PacketBatch.capacity / Device.cryptoChunk + maxChunks + 2))
         sendQueue = BatchQueue(capacity: n)
         receiveQueue = BatchQueue(capacity: n)
         control = ControlQueue(capacity: ProtocolLimits.maxQueuedHandshakes)

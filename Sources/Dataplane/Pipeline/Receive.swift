@@ -16,10 +16,13 @@ extension Device {
             guard let batch = receivePool.take() else { break }
             batch.work = .decrypt
             let n: Int
+            var truncated = 0
             do {
-                n = try bind.receive(batch.slots, capacity: receivePool.slab.slotSize, lengths: batch.lengths,
-                                     endpoints: batch.endpoints, truncated: batch.truncated,
-                                     count: batch.capacity, timeoutMs: 1000)
+                n = try bind.receive(buffers: batch.buffers, bufferCount: batch.bufferCount,
+                                     capacity: batch.bufferSize, packets: batch.packets, lengths: batch.lengths,
+                                     endpoints: batch.endpoints, maxPackets: batch.capacity,
+                                     truncated: &truncated, timeoutMs: 1000)
+                counters.add(.rxDropTruncated, UInt64(truncated))
             } catch {
                 receivePool.give(batch)
                 if isRunning { logger.error("receiving from the UDP socket failed: \(error)") }
@@ -36,7 +39,7 @@ extension Device {
                 continue
             }
             receiveQueue.push(batch)
-            cryptoQueue.push(batch)
+            cryptoQueue.push(batch, chunk: Device.cryptoChunk)
         }
     }
 
@@ -49,9 +52,8 @@ extension Device {
         defer { indices.lock.unlock() }
         for i in 0..<batch.count {
             markDropped(batch, i)
-            if batch.truncated[i] != 0 { counters.add(.rxDropTruncated); continue }
             let length = Int(batch.lengths[i])
-            let p = batch.slots[i]
+            let p = batch.packets[i]
             guard length >= 4 else { counters.add(.rxDropShort); continue }
             guard let type = MessageType(rawValue: loadLE32(p, 0)) else { counters.add(.rxDropBadType); continue }
             switch type {
@@ -80,7 +82,7 @@ extension Device {
     }
 
     func tunWriterLoop() {
-        let cap = PacketBatch.capacity
+        let cap = receivePool.maxPacketsPerBatch
         var authenticated = [Int](repeating: 0, count: cap)
         var dataPackets = [Int](repeating: 0, count: cap)
         var bytes = [UInt64](repeating: 0, count: cap)
@@ -103,7 +105,7 @@ extension Device {
                     continue
                 }
                 dataPackets[slot] += 1
-                let p = batch.slots[i] + MessageLayout.transportHeaderSize
+                let p = batch.packets[i] + MessageLayout.transportHeaderSize
                 guard let (inner, source) = innerPacket(p, length) else { counters.add(.rxDropBadInner); continue }
                 guard allowedIPs.lookup(source) == keypair.peerID else {
                     counters.add(.rxDropDisallowedSource)

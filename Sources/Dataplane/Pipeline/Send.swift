@@ -11,7 +11,7 @@ extension Device {
     /// The dummy AEAD item a dropped packet keeps, so workers can run the batch without branches.
     @inline(__always) func markDropped(_ batch: PacketBatch, _ i: Int) {
         batch.keypairSlot[i] = PacketBatch.dropped
-        batch.items[i] = AEADItem(data: batch.slots[i], key: dummyKey.unsafePointer, counter: 0, length: 0)
+        batch.items[i] = AEADItem(data: batch.packets[i], key: dummyKey.unsafePointer, counter: 0, length: 0)
     }
 
     func tunReaderLoop() {
@@ -20,7 +20,7 @@ extension Device {
         while isRunning {
             guard let batch = sendPool.take() else { break }
             batch.work = .encrypt
-            for i in 0..<batch.capacity { batch.ioPointers[i] = batch.slots[i] + headroom }
+            for i in 0..<batch.capacity { batch.ioPointers[i] = batch.buffers[i] + headroom }
             let n: Int
             do {
                 n = try tun.read(batch.ioPointers, capacity: capacity, lengths: batch.innerLengths,
@@ -36,7 +36,7 @@ extension Device {
                 continue
             }
             sendQueue.push(batch)
-            cryptoQueue.push(batch)
+            cryptoQueue.push(batch, chunk: Device.cryptoChunk)
         }
     }
 
@@ -48,7 +48,7 @@ extension Device {
         var runKeypair: Keypair?
         var runEndpoint: Endpoint?
         for i in 0..<batch.count {
-            let p = batch.slots[i] + Device.headroom
+            let p = batch.buffers[i] + Device.headroom
             let length = Int(batch.innerLengths[i])
             guard let peerID = destinationPeer(p, length) else { markDropped(batch, i); continue }
             let peer = peers[Int(peerID)]
@@ -71,7 +71,7 @@ extension Device {
             }
             let padded = paddedLength(length, mtu: mtu)
             if padded > length { (p + length).initializeMemory(as: UInt8.self, repeating: 0, count: padded - length) }
-            let h = batch.slots[i]
+            let h = batch.buffers[i]
             storeLE32(h, 0, MessageType.transport.rawValue)
             storeLE32(h, 4, keypair.remoteIndex)
             storeLE64(h, 8, counter)
@@ -103,11 +103,11 @@ extension Device {
     }
 
     func udpWriterLoop() {
-        var bytesPerSlot = [UInt64](repeating: 0, count: PacketBatch.capacity)
+        var bytesPerSlot = [UInt64](repeating: 0, count: sendPool.maxPacketsPerBatch)
         while let batch = sendQueue.popCrypted() {
             var m = 0
             for i in 0..<batch.count where batch.keypairSlot[i] != PacketBatch.dropped {
-                batch.ioPointers[m] = batch.slots[i]
+                batch.ioPointers[m] = batch.buffers[i]
                 batch.ioLengths[m] = batch.lengths[i]
                 batch.endpoints[m] = batch.endpoints[i]
                 batch.keypairSlot[m] = batch.keypairSlot[i]

@@ -1,21 +1,24 @@
-// Crypto workers: take whole batches from the device-wide queue, seal or open every packet in place, then
-// release the batch to the ordered stage waiting for it.
+// Crypto workers: take chunks of batches from the device-wide queue and seal or open every packet in place.
+// The worker that finishes a batch's last chunk releases it to the ordered stage waiting for it.
 import Crypto
 
 extension Device {
     func cryptoWorkerLoop() {
-        while let batch = cryptoQueue.pop() {
-            if batch.count > 0 {
-                let items = UnsafeMutableBufferPointer(start: batch.items, count: batch.count)
+        while let job = cryptoQueue.pop() {
+            let batch = job.batch
+            if job.count > 0 {
+                let items = UnsafeMutableBufferPointer(start: batch.items + job.start, count: job.count)
                 switch batch.work {
                 case .encrypt: AEADBatch.seal(items)
                 case .decrypt: AEADBatch.open(items)
                 }
             }
-            batch.crypted.store(true, ordering: .releasing)
-            switch batch.work {
-            case .encrypt: sendQueue.notify()
-            case .decrypt: receiveQueue.notify()
+            if batch.pendingChunks.subtract(1, ordering: .acquiringAndReleasing).newValue == 0 {
+                batch.crypted.store(true, ordering: .releasing)
+                switch batch.work {
+                case .encrypt: sendQueue.notify()
+                case .decrypt: receiveQueue.notify()
+                }
             }
         }
     }

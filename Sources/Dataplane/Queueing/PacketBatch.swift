@@ -20,10 +20,13 @@ public final class PacketSlab: @unchecked Sendable {  // the memory is partition
     @inline(__always) public func slot(_ i: Int) -> UnsafeMutableRawPointer { base + i * slotSize }
 }
 
-/// Up to `capacity` packets and their per-packet metadata, all preallocated. A batch is owned by exactly one
-/// stage at a time; it is handed on through `BatchQueue`s, and its `crypted` flag is the release/acquire point
-/// between a crypto worker and the serial stage waiting for it.
+/// Up to `capacity` packets and their per-packet metadata, all preallocated, over `bufferCount` fixed buffers of
+/// the pool's slab. For sending, packet i lives in buffer i. For receiving, a buffer holds one message from the
+/// socket, which may carry many datagrams (UDP GRO), and `packets[i]` points into it.
+/// A batch is owned by exactly one stage at a time; it is handed on through queues, and `crypted` (set by the
+/// worker that finishes its last chunk) is the release/acquire point for the serial stage waiting for it.
 public final class PacketBatch: @unchecked Sendable {  // ownership passes between threads through locked queues and the crypted atomic
+    /// Packets per send batch (and the most the TUN hands over per read call).
     public static let capacity = 128
 
     public enum Work: Sendable { case encrypt, decrypt }
@@ -31,33 +34,41 @@ public final class PacketBatch: @unchecked Sendable {  // ownership passes betwe
     public let capacity: Int
     public var work: Work = .encrypt
     public var count = 0
-    /// Slot start of each packet (fixed for the life of the batch).
-    public let slots: UnsafeMutablePointer<UnsafeMutableRawPointer>
-    /// Packet or datagram length; for send, the padded plaintext length after routing.
+    public let bufferCount: Int
+    public let bufferSize: Int
+    /// Start of each buffer (fixed for the life of the batch).
+    public let buffers: UnsafeMutablePointer<UnsafeMutableRawPointer>
+    /// Start of each packet (the transport header for both directions).
+    public let packets: UnsafeMutablePointer<UnsafeMutableRawPointer>
+    /// Packet or datagram length; for send, header + padded plaintext + tag after routing.
     public let lengths: UnsafeMutablePointer<UInt32>
-    /// Unpadded inner length (send) or plaintext length (receive).
+    /// Unpadded inner length (send).
     public let innerLengths: UnsafeMutablePointer<UInt32>
     public let endpoints: UnsafeMutablePointer<Endpoint>
-    public let truncated: UnsafeMutablePointer<UInt8>
     public let items: UnsafeMutablePointer<AEADItem>
     /// Index into `keypairs` for each packet, or `PacketBatch.dropped`.
-    public let keypairSlot: UnsafeMutablePointer<UInt8>
-    public static let dropped: UInt8 = 0xff
+    public let keypairSlot: UnsafeMutablePointer<UInt16>
+    public static let dropped: UInt16 = 0xffff
     /// Distinct keypairs the batch uses; holding them keeps their keys alive while workers use raw pointers.
     public var keypairs: [Keypair] = []
     /// Scratch pointers for I/O calls.
     public let ioPointers: UnsafeMutablePointer<UnsafeMutableRawPointer>
     public let ioLengths: UnsafeMutablePointer<UInt32>
     public let crypted = Atomic<Bool>(false)
+    /// Crypto chunks not yet finished.
+    public let pendingChunks = Atomic<Int>(0)
 
-    init(slab: PacketSlab, firstSlot: Int, capacity: Int) {
+    init(slab: PacketSlab, firstSlot: Int, bufferCount: Int, capacity: Int) {
         self.capacity = capacity
-        slots = .allocate(capacity: capacity)
-        for i in 0..<capacity { slots[i] = slab.slot(firstSlot + i) }
+        self.bufferCount = bufferCount
+        self.bufferSize = slab.slotSize
+        buffers = .allocate(capacity: bufferCount)
+        for i in 0..<bufferCount { buffers[i] = slab.slot(firstSlot + i) }
+        packets = .allocate(capacity: capacity)
+        for i in 0..<capacity { packets[i] = buffers[min(i, bufferCount - 1)] }
         lengths = .allocate(capacity: capacity); lengths.initialize(repeating: 0, count: capacity)
         innerLengths = .allocate(capacity: capacity); innerLengths.initialize(repeating: 0, count: capacity)
         endpoints = .allocate(capacity: capacity); endpoints.initialize(repeating: Endpoint(), count: capacity)
-        truncated = .allocate(capacity: capacity); truncated.initialize(repeating: 0, count: capacity)
         let dummy = slab.base
         items = .allocate(capacity: capacity)
         items.initialize(repeating: AEADItem(data: dummy, key: UnsafeRawPointer(dummy), counter: 0, length: 0),
@@ -69,17 +80,17 @@ public final class PacketBatch: @unchecked Sendable {  // ownership passes betwe
     }
 
     deinit {
-        slots.deallocate(); lengths.deallocate(); innerLengths.deallocate(); endpoints.deallocate()
-        truncated.deallocate(); items.deallocate(); keypairSlot.deallocate(); ioPointers.deallocate()
+        buffers.deallocate(); packets.deallocate(); lengths.deallocate(); innerLengths.deallocate()
+        endpoints.deallocate(); items.deallocate(); keypairSlot.deallocate(); ioPointers.deallocate()
         ioLengths.deallocate()
     }
 
     /// Returns the batch-local slot for `keypair`, adding it if new (one retain per distinct keypair per batch).
-    @inline(__always) public func slot(for keypair: Keypair) -> UInt8 {
-        if let last = keypairs.last, last === keypair { return UInt8(keypairs.count - 1) }
-        for (i, k) in keypairs.enumerated() where k === keypair { return UInt8(i) }
+    @inline(__always) public func slot(for keypair: Keypair) -> UInt16 {
+        if let last = keypairs.last, last === keypair { return UInt16(keypairs.count - 1) }
+        for (i, k) in keypairs.enumerated() where k === keypair { return UInt16(i) }
         keypairs.append(keypair)
-        return UInt8(keypairs.count - 1)
+        return UInt16(keypairs.count - 1)
     }
 
     public func reset() {
@@ -92,14 +103,21 @@ public final class PacketBatch: @unchecked Sendable {  // ownership passes betwe
 /// A fixed set of batches over one slab, handed out and returned under a lock (per batch, not per packet).
 public final class BatchPool: @unchecked Sendable {  // `free` is only touched under `lock`
     public let slab: PacketSlab
+    public let maxPacketsPerBatch: Int
     private var free: [PacketBatch]
     private let lock = ConditionLock()
     private var closed = false
 
-    public init(batches: Int, batchCapacity: Int, slotSize: Int) {
-        slab = PacketSlab(slotSize: slotSize, slotCount: batches * batchCapacity)
+    /// `batches` batches of `buffersPerBatch` buffers of `bufferSize` bytes, each batch with room for
+    /// `packetsPerBatch` packets.
+    public init(batches: Int, buffersPerBatch: Int, bufferSize: Int, packetsPerBatch: Int) {
+        slab = PacketSlab(slotSize: bufferSize, slotCount: batches * buffersPerBatch)
+        maxPacketsPerBatch = packetsPerBatch
         var all: [PacketBatch] = []
-        for b in 0..<batches { all.append(PacketBatch(slab: slab, firstSlot: b * batchCapacity, capacity: batchCapacity)) }
+        for b in 0..<batches {
+            all.append(PacketBatch(slab: slab, firstSlot: b * buffersPerBatch, bufferCount: buffersPerBatch,
+                                   capacity: packetsPerBatch))
+        }
         free = all
     }
 
@@ -173,6 +191,54 @@ public final class BatchQueue: @unchecked Sendable {  // ring contents only touc
 
     /// Wakes a waiter in `popCrypted` after a batch's crypto finished.
     public func notify() { lock.withLock { lock.signal() } }
+
+    public func close() { lock.withLock { closed = true; lock.broadcast() } }
+}
+
+/// A slice of a batch for one crypto worker: packets [start, start + count).
+public struct CryptoJob: Sendable {
+    public let batch: PacketBatch
+    public let start: Int
+    public let count: Int
+}
+
+/// The device-wide queue of crypto jobs that any worker may take (bounded; blocking pop).
+public final class CryptoQueue: @unchecked Sendable {  // ring contents only touched under `lock`
+    private var ring: [CryptoJob?]
+    private var head = 0
+    private var size = 0
+    private var closed = false
+    private let lock = ConditionLock()
+
+    public init(capacity: Int) { ring = Array(repeating: nil, count: capacity) }
+
+    /// Queues a batch as jobs of at most `chunk` packets, under one lock acquisition.
+    public func push(_ batch: PacketBatch, chunk: Int) {
+        let jobs = max(1, (batch.count + chunk - 1) / chunk)
+        batch.pendingChunks.store(jobs, ordering: .relaxed)
+        lock.withLock {
+            precondition(size + jobs <= ring.count, "crypto queue sized below the batches in flight")
+            for j in 0..<jobs {
+                let start = j * chunk
+                ring[(head + size) % ring.count] = CryptoJob(batch: batch, start: start,
+                                                             count: min(chunk, batch.count - start))
+                size += 1
+            }
+            if jobs == 1 { lock.signal() } else { lock.broadcast() }
+        }
+    }
+
+    public func pop() -> CryptoJob? {
+        lock.withLock {
+            while size == 0 && !closed { lock.wait() }
+            if size == 0 { return nil }
+            let job = ring[head]!
+            ring[head] = nil
+            head = (head + 1) % ring.count
+            size -= 1
+            return job
+        }
+    }
 
     public func close() { lock.withLock { closed = true; lock.broadcast() } }
 }
