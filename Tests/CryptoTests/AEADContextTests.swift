@@ -184,4 +184,20 @@ final class AEADContextTests: XCTestCase {
         XCTAssertEqual(AEADImplementation.allCases.map(\.rawValue), ["libsodium", "openssl"])
         XCTAssertEqual(AEADImplementation(rawValue: "openssl"), .openssl)
     }
+
+    /// The measurement itself (kept short: this is a debug build); it reports every library and
+    /// picks one of them.
+    func testSelectionMeasuresEveryLibrary() {
+        let results = AEADSelection.measure(packetSize: 256, seconds: 0.01, batchSize: 8, rounds: 2)
+        XCTAssertEqual(results.map(\.implementation), AEADImplementation.allCases)
+        for result in results {
+            XCTAssertEqual(result.packetSize, 256)
+            XCTAssertGreaterThan(result.sealPacketsPerSecond, 0)
+            XCTAssertGreaterThan(result.openPacketsPerSecond, 0)
+            XCTAssertEqual(result.sealGBps, result.sealPacketsPerSecond * 256 / 1e9, accuracy: 1e-9)
+        }
+        XCTAssertEqual(AEADSelection.measure(packetSize: 0, seconds: 0.002, batchSize: 1, rounds: 1,
+                                             implementations: [.openssl]).map(\.implementation), [.openssl])
+        XCTAssertTrue(AEADImplementation.allCases.contains(AEADSelection.fastest(packetSize: 64)))
+    }
 }
