@@ -2,6 +2,7 @@
 // AEADSelection's choice. Prints a table, or JSON for the perf harness (--json).
 import ArgumentParser
 import Crypto
+import Dataplane
 import Foundation
 
 struct Bench: ParsableCommand {
@@ -35,6 +36,9 @@ struct BenchCrypto: ParsableCommand {
     @Option(name: .long, help: "Rounds each measurement is split into.")
     var rounds: Int = 3
 
+    @Option(name: .long, help: "Pin the measuring thread to this CPU (default: unpinned).")
+    var cpu: Int?
+
     @Flag(name: .long, help: "Print JSON instead of a table.")
     var json = false
 
@@ -54,13 +58,14 @@ struct BenchCrypto: ParsableCommand {
     }
 
     func run() throws {
+        if let cpu, !Placement.pinCurrentThread(to: [cpu]) { throw CLIError("cannot pin to CPU \(cpu)") }
         let missing = AEADImplementation.allCases.filter { !$0.isAvailable }
         var results: [AEADThroughput] = []
         for size in try packetSizes() {
             results += AEADSelection.measure(packetSize: size, seconds: seconds, batchSize: batch, rounds: rounds)
         }
         let auto = AEADSelection.fastest()
-        let report = Report(cpu: cpuModel(), seconds: seconds, batch: batch, rounds: rounds, auto: auto.rawValue,
+        let report = Report(cpu: cpuModel(), pinnedCPU: cpu, seconds: seconds, batch: batch, rounds: rounds, auto: auto.rawValue,
                             unavailable: missing.map(\.rawValue), results: results.map(Report.Row.init))
         if json {
             let encoder = JSONEncoder()
@@ -102,6 +107,7 @@ private struct Report: Encodable {
     }
 
     var cpu: String
+    var pinnedCPU: Int?
     var seconds: Double
     var batch: Int
     var rounds: Int
@@ -112,7 +118,8 @@ private struct Report: Encodable {
     var table: String {
         var lines = [
             "ChaCha20-Poly1305, one core — CPU: \(cpu)",
-            "\(format(seconds, 2)) s per measurement, batches of \(batch), best of \(rounds) rounds",
+            "\(format(seconds, 2)) s per measurement, batches of \(batch), best of \(rounds) rounds"
+                + (pinnedCPU.map { ", pinned to CPU \($0)" } ?? ""),
             "",
             pad("library", 12) + pad("bytes", 8, right: true) + pad("seal GB/s", 12, right: true)
                 + pad("seal Mpps", 12, right: true) + pad("open GB/s", 12, right: true) + pad("open Mpps", 12, right: true),
