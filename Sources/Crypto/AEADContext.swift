@@ -37,7 +37,13 @@ public final class AEADContext: @unchecked Sendable {
     public init(_ implementation: AEADImplementation) {
         precondition(implementation.isAvailable, "\(implementation.rawValue) cannot run ChaCha20-Poly1305 here")
         self.implementation = implementation
-        openssl = implementation == .openssl ? OpenSSLChaChaPoly() : nil
+        switch implementation {
+        case .libsodium:
+            openssl = nil
+        case .openssl:
+            guard let engine = OpenSSLChaChaPoly() else { preconditionFailure("OpenSSL EVP context setup failed") }
+            openssl = engine
+        }
     }
 
     /// Encrypts each item in place and writes its tag right after the plaintext. Sets ok = true;
