@@ -12,7 +12,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
     ],
     targets: [
-        // System libraries, found through pkg-config (Debian: libsodium-dev libb2-dev liburing-dev libnuma-dev).
+        // System libraries, found through pkg-config
+        // (Debian: libsodium-dev libb2-dev liburing-dev libnuma-dev libssl-dev).
         .systemLibrary(name: "CSodium", path: "Sources/CSystem/CSodium", pkgConfig: "libsodium",
                        providers: [.apt(["libsodium-dev"])]),
         .systemLibrary(name: "CBlake2", path: "Sources/CSystem/CBlake2", pkgConfig: "libb2",
@@ -21,14 +22,16 @@ let package = Package(
                        providers: [.apt(["liburing-dev"])]),
         .systemLibrary(name: "CNuma", path: "Sources/CSystem/CNuma", pkgConfig: "numa",
                        providers: [.apt(["libnuma-dev"])]),
+        .systemLibrary(name: "COpenSSL", path: "Sources/CSystem/COpenSSL", pkgConfig: "libcrypto",
+                       providers: [.apt(["libssl-dev"])]),
         // Thin C layer over the kernel: TUN, sockets, mmsg, control messages, io_uring, NUMA.
         .target(name: "CShims", dependencies: ["CURing", "CNuma"],
                 cSettings: [.define("_GNU_SOURCE")]),
-        // The only user of libsodium and libb2.
-        .target(name: "Crypto", dependencies: ["CSodium", "CBlake2"]),
+        // The only user of libsodium, libb2 and OpenSSL's libcrypto.
+        .target(name: "Crypto", dependencies: ["CSodium", "CBlake2", "COpenSSL"]),
         // The data plane: protocol, routing, queueing, I/O, pipeline.
         .target(name: "Dataplane", dependencies: [
-            "CShims", "Crypto",
+            "CShims", "CNuma", "Crypto",
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "vpnfast", dependencies: [

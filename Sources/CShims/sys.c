@@ -1,8 +1,9 @@
-// Wakeups, polling, clocks, signals, thread names.
+// Wakeups, polling, clocks, signals, thread names and affinity.
 #include "CShims.h"
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <string.h>
 #include <time.h>
@@ -76,4 +77,17 @@ void vf_thread_set_name(const char *name) {
     strncpy(buf, name, sizeof buf - 1);
     buf[15] = 0;
     pthread_setname_np(pthread_self(), buf);
+}
+
+// cpu_set_t is an array of unsigned long with bit n in word n / bits-per-word: the same bytes as
+// 64-bit words on a little-endian machine with 64-bit longs.
+_Static_assert(sizeof(unsigned long) == 8, "cpu_set_t words are not 64-bit");
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "cpu_set_t word layout assumes little-endian");
+
+int vf_thread_set_affinity(const uint64_t *mask, size_t bytes) {
+    return -pthread_setaffinity_np(pthread_self(), bytes, (const cpu_set_t *)mask);
+}
+
+int vf_thread_get_affinity(uint64_t *mask, size_t bytes) {
+    return -pthread_getaffinity_np(pthread_self(), bytes, (cpu_set_t *)mask);
 }

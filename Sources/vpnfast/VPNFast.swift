@@ -10,7 +10,7 @@ struct VPNFast: ParsableCommand {
             vpnfast speaks the WireGuard protocol and interoperates with kernel WireGuard and wireguard-go.
             It reads wg-quick style configuration files.
             """,
-        subcommands: [Up.self, GenKey.self, PubKey.self]
+        subcommands: [Up.self, GenKey.self, PubKey.self, Bench.self]
     )
 }
 

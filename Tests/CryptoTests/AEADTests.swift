@@ -13,7 +13,8 @@ final class AEADTests: XCTestCase {
         let tag: [UInt8]
     }
 
-    let vectors = [
+    /// Shared with the OpenSSL tests, which run the same vectors through the other library.
+    static let vectors = [
         Vector(name: "RFC 8439 §2.8.2",
                key: hex("808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f"),
                nonce: hex("070000004041424344454647"),
@@ -77,7 +78,7 @@ final class AEADTests: XCTestCase {
 
     func testRFC8439Vectors() {
         XCTAssertTrue(CryptoLibrary.initialize())
-        for v in vectors {
+        for v in Self.vectors {
             XCTAssertEqual(sealRaw(v), v.ciphertext + v.tag, v.name)
             XCTAssertEqual(openRaw(v, v.ciphertext + v.tag), v.plaintext, v.name)
             var forged = v.ciphertext + v.tag

@@ -85,6 +85,11 @@ int vf_signalfd_setup(void);
 int vf_signalfd_read(int fd);
 /// Names the calling thread (at most 15 characters).
 void vf_thread_set_name(const char *name);
+/// CPU affinity of the calling thread (pthread_{set,get}affinity_np). `mask` is `bytes` bytes (a multiple of 8) of
+/// 64-bit words, bit n for CPU n. Return 0 or -errno: EINVAL on get means the mask is shorter than the kernel's CPU
+/// count; on set, that the mask holds no CPU this thread may use.
+int vf_thread_set_affinity(const uint64_t *mask, size_t bytes);
+int vf_thread_get_affinity(uint64_t *mask, size_t bytes);
 
 // ---- Atomic counters (inline: used on the data path, per batch) ----
 static inline void vf_counter_add(uint64_t *p, uint64_t v) { __atomic_fetch_add(p, v, __ATOMIC_RELAXED); }
