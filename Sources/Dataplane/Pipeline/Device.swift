@@ -36,6 +36,10 @@ public struct DeviceConfiguration: Sendable {
     public var rekeyAfterTime: UInt64 = ProtocolLimits.rekeyAfterTime
     /// Batches in flight per direction.
     public var batchesPerDirection = 16
+    /// The AEAD library the crypto workers use for transport data.
+    public var aead: AEADImplementation = .libsodium
+    /// Where each crypto worker runs (one entry per worker); nil: unpinned.
+    public var placements: [WorkerPlacement]?
 
     public init(privateKey: SecretKey, mtu: Int = 1420, threads: Int, peers: [PeerSetup]) {
         self.privateKey = privateKey
@@ -139,7 +143,13 @@ public final class Device: @unchecked Sendable {  // configuration is fixed afte
         precondition(!running.load(ordering: .relaxed))
         running.store(true, ordering: .releasing)
         for i in 0..<max(1, config.threads) {
-            threads.append(PipelineThread(name: "vf-crypto-\(i)") { [self] in cryptoWorkerLoop() })
+            let placement = config.placements.flatMap { i < $0.count ? $0[i] : nil }
+            threads.append(PipelineThread(name: "vf-crypto-\(i)") { [self] in
+                if let placement, !Placement.pinCurrentThread(to: placement.cpus) {
+                    logger.warning("could not pin crypto worker \(i) to CPUs \(placement.cpus)")
+                }
+                cryptoWorkerLoop(context: AEADContext(config.aead))
+            })
         }
         threads.append(PipelineThread(name: "vf-tun-reader") { [self] in tunReaderLoop() })
         threads.append(PipelineThread(name: "vf-udp-writer") { [self] in udpWriterLoop() })
@@ -148,7 +158,7 @@ public final class Device: @unchecked Sendable {  // configuration is fixed afte
         threads.append(PipelineThread(name: "vf-control") { [self] in controlLoop() })
         // As WireGuard does, a peer with a persistent keepalive is contacted at once (which starts a handshake).
         for p in peers where p.timers.persistentKeepaliveInterval > 0 && p.endpoint != nil { wantHandshake(p) }
-        logger.info("device up: \(peers.count) peer(s), listening on UDP port \(bind.port), \(config.threads) crypto thread(s)")
+        logger.info("device up: \(peers.count) peer(s), listening on UDP port \(bind.port), \(config.threads) crypto thread(s) using \(config.aead.rawValue)")
     }
 
     /// Stops every thread and waits for them. The TUN and socket are closed by their owner afterwards.

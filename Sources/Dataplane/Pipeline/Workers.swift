@@ -3,14 +3,14 @@
 import Crypto
 
 extension Device {
-    func cryptoWorkerLoop() {
+    func cryptoWorkerLoop(context: AEADContext) {
         while let job = cryptoQueue.pop() {
             let batch = job.batch
             if job.count > 0 {
                 let items = UnsafeMutableBufferPointer(start: batch.items + job.start, count: job.count)
                 switch batch.work {
-                case .encrypt: AEADBatch.seal(items)
-                case .decrypt: AEADBatch.open(items)
+                case .encrypt: context.seal(items)
+                case .decrypt: context.open(items)
                 }
             }
             if batch.pendingChunks.subtract(1, ordering: .acquiringAndReleasing).newValue == 0 {
