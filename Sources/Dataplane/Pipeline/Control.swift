@@ -28,6 +28,8 @@ extension Device {
                     sendInitiation(peers[Int(id)], retry: false, now: now)
                 case .flushStaged(let id):
                     flushStaged(peers[Int(id)], now: now)
+                case .runTimers:
+                    break
                 }
             }
             now = clock.now()
