@@ -73,6 +73,14 @@ public final class ChannelBind: UDPBind, @unchecked Sendable {  // the receive q
     /// Injects a datagram as if `from` had sent it to this bind (hostile-input tests).
     public func inject(_ bytes: [UInt8], from: Endpoint) { enqueue(bytes, from: from) }
 
+    /// Injects many datagrams at once, so the device finds the whole burst queued (floods, load tests).
+    public func inject(_ datagrams: [([UInt8], Endpoint)]) {
+        lock.withLock {
+            queue.append(contentsOf: datagrams)
+            lock.broadcast()
+        }
+    }
+
     public func receive(_ buffers: UnsafePointer<UnsafeMutableRawPointer>, capacity: Int,
                         lengths: UnsafeMutablePointer<UInt32>, endpoints: UnsafeMutablePointer<Endpoint>,
                         truncated: UnsafeMutablePointer<UInt8>, count: Int, timeoutMs: Int32) throws -> Int {
