@@ -350,6 +350,7 @@ final class HostileInputTests: XCTestCase {
                        inject: () -> Void, file: StaticString = #filePath, line: UInt = #line) {
         let (a, b) = (f.pair.a, f.pair.b)
         let keysBefore = (f.currentKeypair(a), f.currentKeypair(b))
+        let indicesBefore = (a.indices.count, b.indices.count)
         let before = (f.snapshot(a), f.snapshot(b))
         inject()
         let reached = waitUntil {
@@ -365,6 +366,8 @@ final class HostileInputTests: XCTestCase {
                        file: file, line: line)
         XCTAssertTrue(f.currentKeypair(a) === keysBefore.0 && f.currentKeypair(b) === keysBefore.1,
                       "\(label): a session key changed", file: file, line: line)
+        XCTAssertTrue(a.indices.count == indicesBefore.0 && b.indices.count == indicesBefore.1,
+                      "\(label): session indices were added or lost", file: file, line: line)
         XCTAssertEqual(f.endpoint(b), f.pair.endpointA, "\(label): B's endpoint for A moved", file: file, line: line)
         XCTAssertEqual(f.endpoint(a), f.pair.endpointB, "\(label): A's endpoint for B moved", file: file, line: line)
     }
