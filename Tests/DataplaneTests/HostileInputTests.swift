@@ -181,6 +181,11 @@ final class HostileInputTests: XCTestCase {
                      [.delta(.rxHandshakeInitiations, 1), .delta(.rxDropBadInitiation, 1)]) { f in
                 [f.withMac1(Wire.message(type: 1, size: 4) + SecureRandom.bytes(144), for: f.pair.b)]
             },
+            WireCase("fresh initiation from A's key within 20 ms of the last",
+                     [.delta(.rxHandshakeInitiations, 1), .delta(.rxDropInitiationFlood, 1)]) { f in
+                // The clock is frozen, so B consumed A's last initiation "0 ns" ago.
+                [try f.freshInitiationFromA()]
+            },
             WireCase("captured initiation with an all-zero ephemeral and a valid mac1",
                      [.delta(.rxHandshakeInitiations, 1), .delta(.rxDropBadInitiation, 1)]) { f in
                 var m = f.initiation
@@ -216,6 +221,20 @@ final class HostileInputTests: XCTestCase {
                 var m = Wire.message(type: 3, size: 4) + SecureRandom.bytes(60)
                 Wire.putLE32(&m, 4, f.unknownIndex(in: f.pair.b))
                 return [m]
+            },
+        ]
+    }
+
+    /// Replays once the 20 ms flood window has passed: only the timestamp can refuse them.
+    func staleInitiationCases() -> [WireCase] {
+        [
+            WireCase("captured initiation replayed", [.delta(.rxHandshakeInitiations, 1),
+                                                      .delta(.rxDropStaleTimestamp, 1)]) { f in [f.initiation] },
+            WireCase("captured initiation with a new sender index and mac1",
+                     [.delta(.rxHandshakeInitiations, 1), .delta(.rxDropStaleTimestamp, 1)]) { f in
+                var m = f.initiation
+                Wire.putLE32(&m, 4, 0xdead_beef)
+                return [f.withMac1(m, for: f.pair.b)]
             },
         ]
     }
@@ -301,6 +320,14 @@ final class HostileInputTests: XCTestCase {
     func testHostileHandshakeMessagesToResponder() throws { try run(handshakeCases()) }
     func testHostileHandshakeMessagesToInitiator() throws { try run(initiatorCases()) }
 
+    func testReplayedInitiationIsStaleAfterTheFloodWindow() throws {
+        let f = try HostileFixture()
+        defer { f.stop() }
+        // Well past the 20 ms limit, yet short of every timer (the first is B's keepalive, 10 s after data).
+        f.clock.advance(seconds: 1)
+        try run(staleInitiationCases(), on: f)
+    }
+
     func testInnerPacketsRefusedAfterDecryption() throws {
         let f = try HostileFixture()
         defer { f.stop() }
@@ -331,6 +358,10 @@ final class HostileInputTests: XCTestCase {
     private func run(_ cases: [WireCase]) throws {
         let f = try HostileFixture()
         defer { f.stop() }
+        try run(cases, on: f)
+    }
+
+    private func run(_ cases: [WireCase], on f: HostileFixture) throws {
         for c in cases {
             for fromStranger in [false, true] {
                 let label = "\(c.name) (from \(fromStranger ? "a stranger" : "the peer's endpoint"))"

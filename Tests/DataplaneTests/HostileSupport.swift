@@ -107,6 +107,17 @@ final class HostileFixture {
         return withMac1(msg, for: device)
     }
 
+    /// A genuine initiation from A's static key (the test holds A's private key) stamped a minute ahead of now,
+    /// so it is newer than anything A has sent: only the flood limit can refuse it.
+    func freshInitiationFromA() throws -> [UInt8] {
+        let keys = PeerKeys(identity: pair.a.identity, remoteStatic: pair.b.identity.publicKey, presharedKey: nil)
+        var handshake = Handshake()
+        let ahead = TAI64N(seconds: TAI64N.now().label - TAI64N.epochLabel + 60, nanoseconds: 0)
+        let msg = try XCTUnwrap(Noise.createInitiation(identity: pair.a.identity, peer: keys, handshake: &handshake,
+                                                       localIndex: 0x600d_f00d, timestamp: ahead))
+        return withMac1(msg, for: pair.b)
+    }
+
     // MARK: Checks
 
     /// A fresh packet each way must arrive, alone and intact: nothing injected before it reached a TUN. Returns
