@@ -107,6 +107,48 @@ final class RekeyTests: XCTestCase {
         XCTAssertEqual(pair.a.counters.totalDrops, 0)
     }
 
+    /// The responder never rekeys on time, so the initiator also rekeys when it receives on a key older than
+    /// REJECT_AFTER_TIME − KEEPALIVE_TIMEOUT − REKEY_TIMEOUT (165 s), once per key.
+    func testInitiatorReceivingOnAnAgingKeyRekeys() throws {
+        let clock = FakeClock()
+        let pair = try DevicePair(clock: clock)
+        pair.start()
+        defer { pair.stop() }
+        try establishAndQuiet(pair, clock)
+        let first = try current(pair.a)
+        let peerA = pair.a.peers[0]
+        let threshold = ProtocolLimits.rejectAfterTime - ProtocolLimits.keepaliveTimeout - ProtocolLimits.rekeyTimeout
+        waitForNewerHandshakeTimestamp()
+
+        // Just short of it: B's data arrives and nothing happens (the decision is taken before the TUN write).
+        clock.advance(nanoseconds: first.createdAt + threshold - ProtocolLimits.second - clock.now())
+        let early = (1...10).map { DevicePair.packet($0, fromA: false) }
+        pair.tunB.inject(early)
+        XCTAssertTrue(pair.tunA.collect(atLeast: early.count) == early)
+        XCTAssertFalse(peerA.lock.withLock { peerA.sentLastMinuteHandshake })
+
+        // Just past it: the next packet received makes A start a handshake, which completes.
+        clock.advance(nanoseconds: 2 * ProtocolLimits.second)
+        let late = (11...20).map { DevicePair.packet($0, fromA: false) }
+        pair.tunB.inject(late)
+        XCTAssertTrue(pair.tunA.collect(atLeast: late.count) == late)
+        XCTAssertTrue(waitUntil {
+            pair.a.counters[.handshakesCompleted] == 2 && pair.b.counters[.handshakesCompleted] == 2
+        }, "no second handshake within 5 s")
+        XCTAssertFalse(try current(pair.a) === first)
+        XCTAssertEqual(pair.a.counters[.txHandshakeInitiations], 2)
+
+        // Data both ways on the new keys.
+        let forward = (21...70).map { DevicePair.packet($0) }
+        pair.tunA.inject(forward)
+        XCTAssertTrue(pair.tunB.collect(atLeast: forward.count) == forward)
+        let back = (71...120).map { DevicePair.packet($0, fromA: false) }
+        pair.tunB.inject(back)
+        XCTAssertTrue(pair.tunA.collect(atLeast: back.count) == back)
+        XCTAssertEqual(pair.a.counters.totalDrops, 0)
+        XCTAssertEqual(pair.b.counters.totalDrops, 0)
+    }
+
     // MARK: Helpers
 
     private func current(_ device: Device) throws -> Keypair {
