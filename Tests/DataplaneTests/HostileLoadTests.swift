@@ -99,6 +99,62 @@ final class HostileLoadTests: XCTestCase {
         XCTAssertEqual(b.indices.count, indicesBefore)
     }
 
+    /// A real peer's first initiation reaches B while it is under load: B answers with a cookie, and A's
+    /// retransmission 5 s later carries it as mac2 and completes the handshake, still under load.
+    func testPeerHandshakesThroughACookieWhileUnderLoad() throws {
+        let clock = FakeClock()
+        let pair = try DevicePair(clock: clock)
+        pair.network.isRecording = true
+        pair.start()
+        defer { pair.stop() }
+        let (a, b) = (pair.a, pair.b)
+        let stranger = Endpoint(address: IPAddress("203.0.113.9")!, port: 40404)
+        let junkIdentity = StaticIdentity(privateKey: X25519.generatePrivateKey())
+        let junkKeys = PeerKeys(identity: junkIdentity, remoteStatic: b.identity.publicKey, presharedKey: nil)
+        /// Puts B under load (until one second past the fake clock's present) and waits until it says so.
+        func overload() {
+            let repliesBefore = b.counters[.txCookieReplies]
+            var burst: [([UInt8], Endpoint)] = []
+            var generator = CookieGenerator()
+            for _ in 0..<4 * ProtocolLimits.underLoadQueueLength {
+                var m = Wire.message(type: 1, size: 4) + SecureRandom.bytes(MessageLayout.initiationSize - 4)
+                generator.addMacs(&m, peer: junkKeys, now: clock.now())
+                burst.append((m, stranger))
+            }
+            pair.bindB.inject(burst)
+            XCTAssertTrue(waitUntil { b.counters[.txCookieReplies] > repliesBefore }, "B did not go under load")
+        }
+        func initiationsFromA() -> [[UInt8]] {
+            pair.network.recorded.filter { $0.from == pair.endpointA && $0.bytes.first == 1 }.map(\.bytes)
+        }
+
+        overload()
+        pair.tunA.inject([DevicePair.packet(1)])
+        XCTAssertTrue(waitUntil { a.counters[.rxCookieReplies] == 1 }, "A got no cookie reply")
+        XCTAssertEqual(a.counters[.rxDropBadCookie], 0, "A could not open B's cookie reply")
+        XCTAssertEqual(b.counters[.rxHandshakeInitiations] - b.counters[.rxDropBadInitiation], 0,
+                       "A's first initiation got past the load check without a cookie")
+
+        // A retransmits REKEY_TIMEOUT (+ up to 333 ms jitter) later. Overload B again just before, so it is
+        // still under load when the retransmission arrives.
+        clock.advance(nanoseconds: 4_500 * ProtocolLimits.millisecond)
+        overload()
+        clock.advance(nanoseconds: 900 * ProtocolLimits.millisecond)
+        a.kickControl()
+        XCTAssertEqual(pair.tunB.collect(atLeast: 1), [DevicePair.packet(1)])
+        XCTAssertEqual(a.counters[.handshakesCompleted], 1)
+        XCTAssertEqual(a.counters[.txHandshakeInitiations], 2)
+        XCTAssertEqual(a.counters[.rxCookieReplies], 1)
+        XCTAssertEqual(b.counters[.rxDropRateLimited], 0)
+        let sent = initiationsFromA()
+        let mac2 = MessageLayout.mac2Offset(messageSize: MessageLayout.initiationSize)
+        XCTAssertEqual(sent.count, 2)
+        XCTAssertTrue(sent.first.map { $0[mac2...].allSatisfy { $0 == 0 } } ?? false, "first initiation had a mac2")
+        XCTAssertFalse(sent.last.map { $0[mac2...].allSatisfy { $0 == 0 } } ?? true, "retransmission lacks mac2")
+        pair.tunB.inject([DevicePair.packet(2, fromA: false)])
+        XCTAssertEqual(pair.tunA.collect(atLeast: 1), [DevicePair.packet(2, fromA: false)])
+    }
+
     func testRandomFloodWhileDataFlows() throws {
         let f = try HostileFixture()
         defer { f.stop() }
