@@ -30,21 +30,23 @@ final class HostileLoadTests: XCTestCase {
         }
         f.pair.bindB.inject(burst)
 
-        // Each one is either answered with a cookie (under load), or fully processed and refused (before the
-        // load was noticed), or refused at the queue.
+        // Each one is dropped exactly once: for its missing mac2 with a cookie reply (under load), or after full
+        // processing (before the load was noticed), or at the queue.
         let settled = waitUntil(seconds: 20) {
             let s = f.snapshot(b)
             let d = { (c: Counter) in s[c]! - before[c]! }
-            return d(.txCookieReplies) + d(.rxDropBadInitiation) + d(.rxDropHandshakeQueueFull) == UInt64(n)
+            return d(.rxDropBadMac2) + d(.rxDropBadInitiation) + d(.rxDropHandshakeQueueFull) == UInt64(n)
         }
         XCTAssertTrue(settled, "the burst was not fully accounted for within 20 s")
         var after = f.snapshot(b)
         let cookieReplies = after[.txCookieReplies]! - before[.txCookieReplies]!
         XCTAssertGreaterThan(cookieReplies, 0, "B never considered itself under load")
         assertCounters("initiation burst", device: "B", before: before, after: after,
-                       expects: [.sum([.txCookieReplies, .rxDropBadInitiation, .rxDropHandshakeQueueFull], UInt64(n))],
+                       expects: [.sum([.rxDropBadMac2, .rxDropBadInitiation, .rxDropHandshakeQueueFull], UInt64(n))],
                        extra: [.rxHandshakeInitiations: after[.rxDropBadInitiation]! - before[.rxDropBadInitiation]!,
+                               .txCookieReplies: after[.rxDropBadMac2]! - before[.rxDropBadMac2]!,
                                .rxPackets: 0])
+        XCTAssertEqual(b.counters.totalDrops - before.drops, UInt64(n), "a refused initiation was not counted")
         XCTAssertEqual(b.indices.count, indicesBefore, "refused initiations left indices behind")
 
         // Every reply went back to the source, answers one of its initiations, and opens to the same cookie
@@ -93,7 +95,7 @@ final class HostileLoadTests: XCTestCase {
                        expects: [.delta(.rxHandshakeInitiations, UInt64(burstAllowed)),
                                  .delta(.rxDropBadInitiation, UInt64(burstAllowed)),
                                  .delta(.rxDropRateLimited, UInt64(extra - burstAllowed)),
-                                 .delta(.txCookieReplies, 1)],
+                                 .delta(.rxDropBadMac2, 1), .delta(.txCookieReplies, 1)],
                        extra: [.rxPackets: 1])
         XCTAssertEqual(f.endpoint(b), f.pair.endpointA)
         XCTAssertEqual(b.indices.count, indicesBefore)
@@ -146,6 +148,7 @@ final class HostileLoadTests: XCTestCase {
         XCTAssertEqual(a.counters[.txHandshakeInitiations], 2)
         XCTAssertEqual(a.counters[.rxCookieReplies], 1)
         XCTAssertEqual(b.counters[.rxDropRateLimited], 0)
+        XCTAssertEqual(b.counters[.rxDropBadMac2], b.counters[.txCookieReplies], "every cookie reply answers a drop")
         let sent = initiationsFromA()
         let mac2 = MessageLayout.mac2Offset(messageSize: MessageLayout.initiationSize)
         XCTAssertEqual(sent.count, 2)
