@@ -12,7 +12,7 @@ final class HostileInputTests: XCTestCase {
     struct WireCase {
         enum Target { case a, b }
         let name: String
-        var target: Target = .b
+        let target: Target
         let expects: [Expect]
         let make: (HostileFixture) throws -> [[UInt8]]
 
@@ -75,7 +75,6 @@ final class HostileInputTests: XCTestCase {
     /// Transport messages that must not open, or must not be accepted twice.
     func transportCases() -> [WireCase] {
         func live(_ f: HostileFixture) -> UInt32 { f.currentKeypair(f.pair.b)!.localIndex }
-        let tagEnd = { (t: [UInt8]) in t.count - 1 }
         let reject = ProtocolLimits.rejectAfterMessages
         return [
             WireCase("transport to an unknown receiver index", [.delta(.rxDropUnknownIndex, 1)]) { f in
@@ -89,7 +88,7 @@ final class HostileInputTests: XCTestCase {
                 [Wire.flipped(f.firstTransport, byte: 20)]
             },
             WireCase("bit flipped in the tag", [.delta(.rxDropBadMac, 1)]) { f in
-                [Wire.flipped(f.firstTransport, byte: tagEnd(f.firstTransport), bit: 7)]
+                [Wire.flipped(f.firstTransport, byte: f.firstTransport.count - 1, bit: 7)]
             },
             WireCase("low bit flipped in the counter", [.delta(.rxDropBadMac, 1)]) { f in
                 [Wire.flipped(f.firstTransport, byte: 8)]
