@@ -1,11 +1,30 @@
 // An in-memory UDP network: binds attached to it exchange datagrams by endpoint, in order, with batching.
 import Dataplane
 
-public final class ChannelNetwork: @unchecked Sendable {  // the bind table is guarded by `lock`
+public final class ChannelNetwork: @unchecked Sendable {  // the bind table and the log are guarded by `lock`
+    /// One datagram as it crossed the network.
+    public struct Datagram: Sendable {
+        public let bytes: [UInt8]
+        public let from: Endpoint
+        public let to: Endpoint
+    }
+
     private let lock = ConditionLock()
     private var binds: [(Endpoint, ChannelBind)] = []
+    private var recording = false
+    private var log: [Datagram] = []
 
     public init() {}
+
+    /// While on, every datagram sent through the network (delivered or not) is appended to a log, so tests can
+    /// replay or forge captured traffic.
+    public var isRecording: Bool {
+        get { lock.withLock { recording } }
+        set { lock.withLock { recording = newValue } }
+    }
+
+    /// The datagrams logged so far, oldest first.
+    public var recorded: [Datagram] { lock.withLock { log } }
 
     /// A bind listening at `endpoint`.
     public func bind(at endpoint: Endpoint, batchSize: Int = PacketBatch.capacity) -> ChannelBind {
@@ -16,7 +35,10 @@ public final class ChannelNetwork: @unchecked Sendable {  // the bind table is g
 
     /// Delivers a datagram to the bind at `to`, if any (otherwise it is lost, as on a real network).
     public func deliver(_ bytes: [UInt8], from: Endpoint, to: Endpoint) {
-        let target = lock.withLock { binds.first(where: { $0.0 == to })?.1 }
+        let target = lock.withLock { () -> ChannelBind? in
+            if recording { log.append(Datagram(bytes: bytes, from: from, to: to)) }
+            return binds.first(where: { $0.0 == to })?.1
+        }
         target?.enqueue(bytes, from: from)
     }
 }
@@ -27,7 +49,9 @@ public final class ChannelBind: UDPBind, @unchecked Sendable {  // the receive q
     public var port: UInt16 { local.port }
     private unowned let network: ChannelNetwork
     private let lock = ConditionLock()
+    /// Datagrams waiting to be received: `queue[head...]` (a moving head keeps dequeuing O(1) under floods).
     private var queue: [([UInt8], Endpoint)] = []
+    private var head = 0
     private var woken = false
     private var closed = false
     /// Datagrams this bind sent, for tests that inspect the wire.
@@ -49,6 +73,14 @@ public final class ChannelBind: UDPBind, @unchecked Sendable {  // the receive q
     /// Injects a datagram as if `from` had sent it to this bind (hostile-input tests).
     public func inject(_ bytes: [UInt8], from: Endpoint) { enqueue(bytes, from: from) }
 
+    /// Injects many datagrams at once, so the device finds the whole burst queued (floods, load tests).
+    public func inject(_ datagrams: [([UInt8], Endpoint)]) {
+        lock.withLock {
+            queue.append(contentsOf: datagrams)
+            lock.broadcast()
+        }
+    }
+
     public var receiveBufferSize: Int { 2048 }
     public var datagramsPerMessage: Int { 1 }
 
@@ -57,14 +89,16 @@ public final class ChannelBind: UDPBind, @unchecked Sendable {  // the receive q
                         endpoints: UnsafeMutablePointer<Endpoint>, maxPackets: Int, truncated: inout Int,
                         timeoutMs: Int32) throws -> Int {
         lock.withLock {
-            if queue.isEmpty && !woken && !closed {
+            if head == queue.count && !woken && !closed {
                 lock.wait(nanoseconds: UInt64(max(timeoutMs, 1)) * 1_000_000)
             }
             woken = false
             var n = 0
             var used = 0
-            while used < min(bufferCount, batchSize) && n < maxPackets && !queue.isEmpty {
-                let (bytes, from) = queue.removeFirst()
+            while used < min(bufferCount, batchSize) && n < maxPackets && head < queue.count {
+                let (bytes, from) = queue[head]
+                queue[head] = ([], from)
+                head += 1
                 let buffer = buffers[used]
                 used += 1
                 if bytes.count > capacity { truncated += 1; continue }
@@ -73,6 +107,13 @@ public final class ChannelBind: UDPBind, @unchecked Sendable {  // the receive q
                 lengths[n] = UInt32(bytes.count)
                 endpoints[n] = from
                 n += 1
+            }
+            if head == queue.count {
+                queue.removeAll(keepingCapacity: true)
+                head = 0
+            } else if head >= 4096 && head * 2 >= queue.count {
+                queue.removeFirst(head)
+                head = 0
             }
             return n
         }

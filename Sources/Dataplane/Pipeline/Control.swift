@@ -28,6 +28,8 @@ extension Device {
                     sendInitiation(peers[Int(id)], retry: false, now: now)
                 case .flushStaged(let id):
                     flushStaged(peers[Int(id)], now: now)
+                case .runTimers:
+                    break
                 }
             }
             now = clock.now()
@@ -83,6 +85,7 @@ extension Device {
         guard checker.checkMac1(msg) else { counters.add(.rxDropBadMac1); return }
         if underLoad {
             if !checker.checkMac2(msg, source: source, now: now) {
+                counters.add(.rxDropBadMac2)
                 let reply = checker.createReply(to: msg, source: source, now: now)
                 if (try? bind.send(reply, to: source)) != nil { counters.add(.txCookieReplies) }
                 return

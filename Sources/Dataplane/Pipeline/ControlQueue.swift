@@ -4,6 +4,8 @@ public enum ControlEvent: Sendable {
     case message([UInt8], Endpoint)
     case wantHandshake(Int32)
     case flushStaged(Int32)
+    /// Nothing to do but wake up: the control thread then runs the timers against the clock as it is now.
+    case runTimers
 }
 
 public final class ControlQueue: @unchecked Sendable {  // `events` is only touched under `lock`

@@ -194,6 +194,10 @@ public final class Device: @unchecked Sendable {  // configuration is fixed afte
         }
     }
 
+    /// Makes the control thread run the peer timers now rather than at its next wake-up (up to a second away).
+    /// For tests that move a fake clock and want the timers due at the new time to fire at once.
+    public func kickControl() { control.post(.runTimers) }
+
     /// Logs every non-zero counter, one line each (`counter NAME=VALUE`).
     public func logCounters() {
         for (c, v) in counters.snapshot() where v != 0 {
