@@ -88,6 +88,12 @@ public enum NoiseConstants {
 @inline(__always) func loadBE64(_ p: UnsafeRawPointer, _ offset: Int) -> UInt64 {
     UInt64(bigEndian: p.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
 }
+@inline(__always) func storeBE16(_ p: UnsafeMutableRawPointer, _ offset: Int, _ v: UInt16) {
+    p.storeBytes(of: v.bigEndian, toByteOffset: offset, as: UInt16.self)
+}
+@inline(__always) func storeBE32(_ p: UnsafeMutableRawPointer, _ offset: Int, _ v: UInt32) {
+    p.storeBytes(of: v.bigEndian, toByteOffset: offset, as: UInt32.self)
+}
 
 extension Array where Element == UInt8 {
     @inline(__always) func le32(at offset: Int) -> UInt32 {
