@@ -33,6 +33,9 @@ struct Up: ParsableCommand {
     @Option(name: .long, help: "AEAD library for transport data: auto (measure both at start, use the faster), libsodium, openssl.")
     var aead: String = "auto"
 
+    @Option(name: .long, help: "Kernel offloads: on (TUN TSO/USO with GSO split and GRO coalesce, UDP GSO/GRO where the kernel has them) or off (one packet per read, write and datagram).")
+    var offloads: String = "on"
+
     @Option(name: .long, help: "For testing: rekey after this many seconds instead of 120 (initiator side).")
     var rekeyAfterTime: Int?
 
@@ -41,6 +44,7 @@ struct Up: ParsableCommand {
         if let r = rekeyAfterTime, !(1...120).contains(r) {
             throw ValidationError("--rekey-after-time must be from 1 to 120 seconds")
         }
+        if offloads != "on" && offloads != "off" { throw ValidationError("--offloads must be on or off") }
         if aead != "auto" && AEADImplementation(rawValue: aead) == nil {
             throw ValidationError("--aead must be auto, libsodium or openssl")
         }
@@ -89,16 +93,19 @@ struct Up: ParsableCommand {
             printError("cannot set up signal handling: \(SystemError("signalfd", negated: Int(sigfd)))")
             throw ExitCode(1)
         }
+        let counters = Counters()
         let tun: LinuxTun
         let bind: MmsgBind
         do {
-            tun = try LinuxTun(name: name)
+            tun = try LinuxTun(name: name, offloads: offloads == "on", counters: counters)
         } catch {
             printError("cannot create interface \(name): \(error)")
             throw ExitCode(1)
         }
         do {
-            bind = try MmsgBind(port: loaded.listenPort)
+            bind = try MmsgBind(port: loaded.listenPort, offloads: offloads == "on", onGSODisabled: {
+                logger.warning("the kernel refused UDP segmentation (EIO); sending without UDP GSO from now on")
+            })
         } catch {
             tun.close()
             printError("\(error)")
@@ -114,13 +121,14 @@ struct Up: ParsableCommand {
         }
         let device: Device
         do {
-            device = try Device(config: loaded.device, tun: tun, bind: bind, logger: logger)
+            device = try Device(config: loaded.device, tun: tun, bind: bind, logger: logger, counters: counters)
         } catch {
             printError("\(error)")
             tun.close(); bind.close()
             throw ExitCode(1)
         }
         logger.info("interface \(tun.name) up, public key \(device.identity.publicKey)")
+        logger.info("offloads: TUN \(tun.offloadFlags == 0 ? "none" : "0x" + String(tun.offloadFlags, radix: 16)) (TSO \(tun.segmentationOffload ? "on" : "off")), UDP GSO \(bind.gsoEnabled ? "on" : "off"), UDP GRO \(bind.groEnabled ? "on" : "off")")
         device.start()
         while true {
             let sig = vf_signalfd_read(sigfd)

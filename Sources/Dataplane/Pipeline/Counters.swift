@@ -13,7 +13,7 @@ public enum Counter: Int, CaseIterable, Sendable {
     case rxDropBadCookie, rxDropStaleTimestamp, rxDropInitiationFlood, rxDropTunWrite
     // Send-side drops.
     case txDropNoRoute, txDropNoEndpoint, txDropBadInner, txDropStagedOverflow, txDropNoKey, txDropSendError
-    case txDropTooBig
+    case txDropBadOffload
 
     /// The name used in logs and `show` output, e.g. rx_drop_bad_mac.
     public var name: String {

@@ -68,7 +68,7 @@ public final class Device: @unchecked Sendable {  // configuration is fixed afte
     public let peersByKey: [PublicKey: Peer]
     public let allowedIPs: AllowedIPs
     public let mtu: Int
-    public let counters = Counters()
+    public let counters: Counters
     public let indices = IndexTable()
     public let logger: Logger
     public let clock: any MonotonicClock
@@ -92,7 +92,8 @@ public final class Device: @unchecked Sendable {  // configuration is fixed afte
     let dummyKey = SecretKey()
 
     public init(config: DeviceConfiguration, tun: any TunInterface, bind: any UDPBind,
-                clock: any MonotonicClock = SystemClock(), logger: Logger) throws {
+                clock: any MonotonicClock = SystemClock(), logger: Logger, counters: Counters = Counters()) throws {
+        self.counters = counters
         let identity = StaticIdentity(privateKey: config.privateKey)
         var peers: [Peer] = []
         var byKey: [PublicKey: Peer] = [:]
