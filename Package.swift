@@ -39,12 +39,14 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // Test-only C: a private network namespace for socket tests.
+        .target(name: "CTestSupport", path: "Tests/CTestSupport", cSettings: [.define("_GNU_SOURCE")]),
         .target(name: "TestSupport", dependencies: [
             "Dataplane", "Crypto", .product(name: "Logging", package: "swift-log"),
         ], path: "Tests/TestSupport"),
         .testTarget(name: "CryptoTests", dependencies: ["Crypto"]),
         .testTarget(name: "DataplaneTests", dependencies: [
-            "Dataplane", "Crypto", "TestSupport", .product(name: "Logging", package: "swift-log"),
+            "Dataplane", "Crypto", "TestSupport", "CTestSupport", .product(name: "Logging", package: "swift-log"),
         ]),
     ],
     swiftLanguageModes: [.v6]

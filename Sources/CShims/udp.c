@@ -1,5 +1,6 @@
 // UDP socket: one dual-stack socket (or IPv4 only), batched receive and send with recvmmsg/sendmmsg.
-#include "CShims.h"
+// Also the pieces the io_uring backend (uring.c) shares: address conversion, the GSO send plan, message filling.
+#include "udp_internal.h"
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,12 +54,6 @@ int vf_udp_open(uint16_t port, int buffer_bytes, uint16_t *out_port, int *out_fa
     return fd;
 }
 
-#ifndef UDP_SEGMENT
-#define UDP_SEGMENT 103
-#endif
-#ifndef UDP_GRO
-#define UDP_GRO 104
-#endif
 #include <netinet/udp.h>
 
 enum { VF_CONTROL_BYTES = 256 };
@@ -105,7 +100,7 @@ void vf_mmsg_destroy(vf_mmsg *m) {
     free(m);
 }
 
-static void to_endpoint(const struct sockaddr_storage *s, vf_endpoint *e) {
+void vf_addr_to_endpoint(const struct sockaddr_storage *s, vf_endpoint *e) {
     if (s->ss_family == AF_INET6) {
         memcpy(e, s, sizeof *e);
         e->sin6_flowinfo = 0;
@@ -115,7 +110,7 @@ static void to_endpoint(const struct sockaddr_storage *s, vf_endpoint *e) {
     }
 }
 
-static socklen_t from_endpoint(int family, const vf_endpoint *e, struct sockaddr_storage *s) {
+socklen_t vf_endpoint_to_addr(int family, const vf_endpoint *e, struct sockaddr_storage *s) {
     if (family == AF_INET6) {
         memcpy(s, e, sizeof *e);
         return sizeof *e;
@@ -126,6 +121,13 @@ static socklen_t from_endpoint(int family, const vf_endpoint *e, struct sockaddr
     a->sin_port = e->sin6_port;
     memcpy(&a->sin_addr, &e->sin6_addr.s6_addr[12], 4);
     return sizeof *a;
+}
+
+uint16_t vf_cmsg_gro_segment(const struct cmsghdr *c) {
+    if (c->cmsg_level != SOL_UDP || c->cmsg_type != UDP_GRO || c->cmsg_len < CMSG_LEN(sizeof(int))) return 0;
+    int v;
+    memcpy(&v, CMSG_DATA(c), sizeof v);
+    return (v > 0 && v < 65536) ? (uint16_t)v : 0;
 }
 
 int vf_mmsg_recv(vf_mmsg *m, int fd, void *const *bufs, const uint32_t *caps, uint32_t *lens,
@@ -152,13 +154,10 @@ int vf_mmsg_recv(vf_mmsg *m, int fd, void *const *bufs, const uint32_t *caps, ui
         truncated[i] = (h->msg_flags & MSG_TRUNC) ? 1 : 0;
         gso[i] = 0;
         for (struct cmsghdr *c = CMSG_FIRSTHDR(h); c; c = CMSG_NXTHDR(h, c)) {
-            if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO && c->cmsg_len >= CMSG_LEN(sizeof(int))) {
-                int v;
-                memcpy(&v, CMSG_DATA(c), sizeof v);
-                gso[i] = (v > 0 && v < 65536) ? (uint16_t)v : 0;
-            }
+            uint16_t seg = vf_cmsg_gro_segment(c);
+            if (seg) gso[i] = seg;
         }
-        to_endpoint(&m->addrs[i], &from[i]);
+        vf_addr_to_endpoint(&m->addrs[i], &from[i]);
     }
     return n;
 }
@@ -167,45 +166,61 @@ static int same_endpoint(const vf_endpoint *a, const vf_endpoint *b) {
     return a->sin6_port == b->sin6_port && memcmp(&a->sin6_addr, &b->sin6_addr, sizeof a->sin6_addr) == 0;
 }
 
-/* Builds messages for datagrams [first, count) into m; returns the number of messages and writes, for each
-   message, how many datagrams it carries into per_msg[]. */
-static unsigned int build_messages(vf_mmsg *m, void *const *bufs, const uint32_t *lens, const vf_endpoint *to,
-                                   unsigned int count, int gso, unsigned int max_segments, uint16_t *per_msg) {
-    unsigned int msgs = 0, i = 0;
-    while (i < count && msgs < m->capacity) {
+unsigned int vf_gso_plan(const uint32_t *lens, const vf_endpoint *to, unsigned int count, int gso,
+                         unsigned int max_segments, unsigned int max_groups, uint16_t *group_size) {
+    unsigned int groups = 0, i = 0;
+    while (i < count && groups < max_groups) {
         unsigned int j = i + 1;
         size_t total = lens[i];
-        if (gso) {
+        /* An empty datagram cannot be a segment size. */
+        if (gso && lens[i] > 0) {
             while (j < count && j - i < max_segments && lens[j] <= lens[i] && same_endpoint(&to[j], &to[i])
-                   && total + lens[j] <= 65000) {
+                   && total + lens[j] <= VF_GSO_MAX_BYTES) {
                 total += lens[j];
                 j++;
                 if (lens[j - 1] < lens[i]) break;   /* only the last may be shorter */
             }
         }
-        struct msghdr *h = &m->hdrs[msgs].msg_hdr;
-        memset(h, 0, sizeof *h);
-        h->msg_name = &m->addrs[msgs];
-        h->msg_namelen = from_endpoint(m->family, &to[i], &m->addrs[msgs]);
-        for (unsigned int k = i; k < j; k++) {
-            m->iovs[k].iov_base = bufs[k];
-            m->iovs[k].iov_len = lens[k];
-        }
-        h->msg_iov = &m->iovs[i];
-        h->msg_iovlen = j - i;
-        if (j - i > 1) {
-            h->msg_control = m->control + (size_t)msgs * VF_CONTROL_BYTES;
-            h->msg_controllen = CMSG_SPACE(sizeof(uint16_t));
-            struct cmsghdr *c = CMSG_FIRSTHDR(h);
-            c->cmsg_level = SOL_UDP;
-            c->cmsg_type = UDP_SEGMENT;
-            c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
-            uint16_t seg = (uint16_t)lens[i];
-            memcpy(CMSG_DATA(c), &seg, sizeof seg);
-        }
-        per_msg[msgs] = (uint16_t)(j - i);
-        msgs++;
+        group_size[groups++] = (uint16_t)(j - i);
         i = j;
+    }
+    return groups;
+}
+
+void vf_fill_send_msghdr(struct msghdr *h, int family, const vf_endpoint *to, struct sockaddr_storage *addr,
+                         struct iovec *iov, void *const *bufs, const uint32_t *lens, unsigned int segments,
+                         unsigned char *control) {
+    memset(h, 0, sizeof *h);
+    h->msg_name = addr;
+    h->msg_namelen = vf_endpoint_to_addr(family, to, addr);
+    for (unsigned int k = 0; k < segments; k++) {
+        iov[k].iov_base = bufs[k];
+        iov[k].iov_len = lens[k];
+    }
+    h->msg_iov = iov;
+    h->msg_iovlen = segments;
+    if (segments > 1) {
+        h->msg_control = control;
+        h->msg_controllen = CMSG_SPACE(sizeof(uint16_t));
+        struct cmsghdr *c = CMSG_FIRSTHDR(h);
+        c->cmsg_level = SOL_UDP;
+        c->cmsg_type = UDP_SEGMENT;
+        c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+        uint16_t seg = (uint16_t)lens[0];
+        memcpy(CMSG_DATA(c), &seg, sizeof seg);
+    }
+}
+
+/* Builds messages for datagrams [0, count) into m; returns the number of messages and writes, for each
+   message, how many datagrams it carries into per_msg[]. */
+static unsigned int build_messages(vf_mmsg *m, void *const *bufs, const uint32_t *lens, const vf_endpoint *to,
+                                   unsigned int count, int gso, unsigned int max_segments, uint16_t *per_msg) {
+    unsigned int msgs = vf_gso_plan(lens, to, count, gso, max_segments, m->capacity, per_msg);
+    unsigned int i = 0;
+    for (unsigned int g = 0; g < msgs; g++) {
+        vf_fill_send_msghdr(&m->hdrs[g].msg_hdr, m->family, &to[i], &m->addrs[g], &m->iovs[i], bufs + i,
+                            lens + i, per_msg[g], m->control + (size_t)g * VF_CONTROL_BYTES);
+        i += per_msg[g];
     }
     return msgs;
 }
@@ -230,7 +245,7 @@ int vf_mmsg_send(vf_mmsg *m, int fd, void *const *bufs, const uint32_t *lens, co
 
 long vf_udp_sendto(int fd, int family, const void *buf, size_t len, const vf_endpoint *to) {
     struct sockaddr_storage s;
-    socklen_t sl = from_endpoint(family, to, &s);
+    socklen_t sl = vf_endpoint_to_addr(family, to, &s);
     for (;;) {
         ssize_t n = sendto(fd, buf, len, 0, (struct sockaddr *)&s, sl);
         if (n >= 0) return n;

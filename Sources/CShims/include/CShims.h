@@ -66,6 +66,39 @@ void vf_endpoint_set_v6(vf_endpoint *e, const uint8_t *addr16, uint16_t port);
 int vf_endpoint_is_v4(const vf_endpoint *e);
 uint16_t vf_endpoint_port(const vf_endpoint *e);
 
+// ---- io_uring UDP backend (uring.c) ----
+/// 1 if this process can create an io_uring and the kernel has what the io_uring backend uses (RECVMSG,
+/// SENDMSG, READ opcodes, provided buffer rings, multishot recvmsg), else 0. Either way a one-line explanation
+/// goes to `reason` (NUL-terminated, at most `reason_len` bytes) for the log: why not (sysctl
+/// kernel.io_uring_disabled, seccomp, old kernel), or which optional setup flags work.
+int vf_uring_probe(char *reason, size_t reason_len);
+
+/// The receiving side: a ring with a multishot recvmsg on `fd` (socket family `family`) over a ring of
+/// `buffers` provided buffers (a power of two) of `payload_bytes` each, and a read of `wake_fd` (an eventfd).
+/// The ring is created disabled and belongs to the first thread that receives; if another thread receives
+/// later, the ring is rebuilt for it. On failure returns NULL with -errno in *err.
+typedef struct vf_uring_rx vf_uring_rx;
+vf_uring_rx *vf_uring_rx_create(int fd, int family, int wake_fd, unsigned int buffers, unsigned int payload_bytes,
+                                int *err);
+void vf_uring_rx_destroy(vf_uring_rx *r);
+/// Receives up to `count` messages, with the same outputs as vf_mmsg_recv: each payload is copied to bufs[i]
+/// (capacity caps[i]; a larger message is reported with truncated[i] = 1 and not copied) and its provided buffer
+/// goes back to the kernel at once. Waits up to timeout_ms (-1: forever) for the first message. Returns the
+/// number of messages, 0 on timeout, interruption or a wake-up through wake_fd, or -errno.
+int vf_uring_rx_recv(vf_uring_rx *r, void *const *bufs, const uint32_t *caps, uint32_t *lens, vf_endpoint *from,
+                     uint8_t *truncated, uint16_t *gso, unsigned int count, int timeout_ms);
+
+/// The sending side: a ring for up to `capacity` datagrams per call. Callers serialize (one call at a time).
+typedef struct vf_uring_tx vf_uring_tx;
+vf_uring_tx *vf_uring_tx_create(int fd, int family, unsigned int capacity, int *err);
+void vf_uring_tx_destroy(vf_uring_tx *t);
+/// Sends `count` datagrams with the grouping of vf_mmsg_send (one SENDMSG per group, all submitted at once).
+/// EIO with *gso set clears *gso and resends without segmentation; a group the kernel refuses loses its first
+/// datagram (positive errno in *last_error) and the rest are sent again; EAGAIN/ENOBUFS wait 1 ms and retry.
+/// Returns how many datagrams were sent, or -errno if the ring itself failed.
+int vf_uring_tx_send(vf_uring_tx *t, void *const *bufs, const uint32_t *lens, const vf_endpoint *to,
+                     unsigned int count, int *gso, unsigned int max_segments, int *last_error);
+
 // ---- Wakeups and polling (poll.c) ----
 int vf_eventfd(void);
 int vf_eventfd_signal(int fd);

@@ -20,11 +20,7 @@ public final class MmsgBind: UDPBind, @unchecked Sendable {  // receive state is
     private let recvState: OpaquePointer
     private let sendState: OpaquePointer
     private let sendLock = ConditionLock()
-    private let caps: UnsafeMutablePointer<UInt32>
-    private let msgLengths: UnsafeMutablePointer<UInt32>
-    private let msgEndpoints: UnsafeMutablePointer<Endpoint>
-    private let msgTruncated: UnsafeMutablePointer<UInt8>
-    private let msgSegments: UnsafeMutablePointer<UInt16>
+    private let messages: ReceivedMessages
     private let onGSODisabled: (@Sendable () -> Void)?
 
     /// `batchSize`: messages per receive call (each needs a `maxMessageSize` buffer when GRO is on) and the most
@@ -51,11 +47,7 @@ public final class MmsgBind: UDPBind, @unchecked Sendable {  // receive state is
         self.onGSODisabled = onGSODisabled
         groEnabled = offloads && vf_udp_enable_gro(fd) == 0
         gsoEnabled = offloads && vf_udp_probe_gso(fd) == 1
-        caps = .allocate(capacity: batchSize); caps.initialize(repeating: 0, count: batchSize)
-        msgLengths = .allocate(capacity: batchSize); msgLengths.initialize(repeating: 0, count: batchSize)
-        msgEndpoints = .allocate(capacity: batchSize); msgEndpoints.initialize(repeating: Endpoint(), count: batchSize)
-        msgTruncated = .allocate(capacity: batchSize); msgTruncated.initialize(repeating: 0, count: batchSize)
-        msgSegments = .allocate(capacity: batchSize); msgSegments.initialize(repeating: 0, count: batchSize)
+        messages = ReceivedMessages(capacity: batchSize)
     }
 
     public var receiveBufferSize: Int { groEnabled ? MmsgBind.maxMessageSize : 2048 }
@@ -68,15 +60,15 @@ public final class MmsgBind: UDPBind, @unchecked Sendable {  // receive state is
                         packets: UnsafeMutablePointer<UnsafeMutableRawPointer>, lengths: UnsafeMutablePointer<UInt32>,
                         endpoints: UnsafeMutablePointer<Endpoint>, maxPackets: Int, truncated: inout Int,
                         timeoutMs: Int32) throws -> Int {
-        // Never take more messages than could be split into the packet arrays.
-        let perMessage = groEnabled ? Int(MmsgBind.maxSegments) : 1
-        let count = max(1, min(bufferCount, batchSize, maxPackets / perMessage))
-        for i in 0..<count { caps[i] = UInt32(capacity) }
+        let count = ReceivedMessages.count(bufferCount: bufferCount, batchSize: batchSize, maxPackets: maxPackets,
+                                           perMessage: datagramsPerMessage)
+        messages.prepare(count: count, capacity: capacity)
         var n: Int32 = 0
         while true {
             n = buffers.withMemoryRebound(to: Optional<UnsafeMutableRawPointer>.self, capacity: count) { bufs in
-                msgEndpoints.withMemoryRebound(to: vf_endpoint.self, capacity: count) { eps in
-                    vf_mmsg_recv(recvState, fd, bufs, caps, msgLengths, eps, msgTruncated, msgSegments, UInt32(count))
+                messages.endpoints.withMemoryRebound(to: vf_endpoint.self, capacity: count) { eps in
+                    vf_mmsg_recv(recvState, fd, bufs, messages.caps, messages.lengths, eps, messages.truncated,
+                                 messages.segments, UInt32(count))
                 }
             }
             if n > 0 { break }
@@ -91,22 +83,8 @@ public final class MmsgBind: UDPBind, @unchecked Sendable {  // receive state is
             if n == -ECONNREFUSED || n == -EHOSTUNREACH || n == -ENETUNREACH { continue }
             throw SystemError("recvmmsg", negated: Int(n))
         }
-        var k = 0
-        for i in 0..<Int(n) {
-            if msgTruncated[i] != 0 { truncated += 1; continue }
-            let total = Int(msgLengths[i])
-            let seg = msgSegments[i] == 0 ? total : Int(msgSegments[i])
-            var off = 0
-            repeat {
-                let len = min(seg, total - off)
-                packets[k] = buffers[i] + off
-                lengths[k] = UInt32(len)
-                endpoints[k] = msgEndpoints[i]
-                k += 1
-                off += len
-            } while off < total && k < maxPackets
-        }
-        return k
+        return messages.split(Int(n), buffers: buffers, packets: packets, lengths: lengths, endpoints: endpoints,
+                              maxPackets: maxPackets, truncated: &truncated)
     }
 
     public func send(_ buffers: UnsafePointer<UnsafeMutableRawPointer>, lengths: UnsafePointer<UInt32>,
@@ -154,7 +132,6 @@ public final class MmsgBind: UDPBind, @unchecked Sendable {  // receive state is
         _ = vf_close(wakeFD)
         vf_mmsg_destroy(recvState)
         vf_mmsg_destroy(sendState)
-        caps.deallocate(); msgLengths.deallocate(); msgEndpoints.deallocate(); msgTruncated.deallocate()
-        msgSegments.deallocate()
+        messages.deallocate()
     }
 }

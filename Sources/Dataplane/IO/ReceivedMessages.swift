@@ -1,0 +1,64 @@
+// What the two UDP backends (MmsgBind, UringBind) share on the receive side: per-message results from the C
+// layer, and the split of each message into datagrams by its UDP GRO segment size.
+import CShims
+
+/// Per-message arrays a receive call fills: capacity, length, source, truncation flag and GRO segment size of
+/// message i. Allocated once per bind, used by its one receiving thread.
+struct ReceivedMessages {
+    let capacity: Int
+    let caps: UnsafeMutablePointer<UInt32>
+    let lengths: UnsafeMutablePointer<UInt32>
+    let endpoints: UnsafeMutablePointer<Endpoint>
+    let truncated: UnsafeMutablePointer<UInt8>
+    let segments: UnsafeMutablePointer<UInt16>
+
+    init(capacity: Int) {
+        self.capacity = capacity
+        caps = .allocate(capacity: capacity); caps.initialize(repeating: 0, count: capacity)
+        lengths = .allocate(capacity: capacity); lengths.initialize(repeating: 0, count: capacity)
+        endpoints = .allocate(capacity: capacity); endpoints.initialize(repeating: Endpoint(), count: capacity)
+        truncated = .allocate(capacity: capacity); truncated.initialize(repeating: 0, count: capacity)
+        segments = .allocate(capacity: capacity); segments.initialize(repeating: 0, count: capacity)
+    }
+
+    func deallocate() {
+        caps.deallocate(); lengths.deallocate(); endpoints.deallocate(); truncated.deallocate()
+        segments.deallocate()
+    }
+
+    /// How many messages one receive may take: never more than the packet arrays can hold once split.
+    static func count(bufferCount: Int, batchSize: Int, maxPackets: Int, perMessage: Int) -> Int {
+        max(1, min(bufferCount, batchSize, maxPackets / perMessage))
+    }
+
+    /// Sets every message's capacity to `capacity` for the next `count` messages.
+    func prepare(count: Int, capacity: Int) {
+        for i in 0..<count { caps[i] = UInt32(capacity) }
+    }
+
+    /// Splits messages 0..<n (message i in `buffers[i]`) into datagrams: a message with a GRO segment size
+    /// carries datagrams of that size (the last may be shorter). Truncated messages are dropped and counted.
+    /// Returns the number of datagrams, at most `maxPackets`.
+    func split(_ n: Int, buffers: UnsafePointer<UnsafeMutableRawPointer>,
+               packets: UnsafeMutablePointer<UnsafeMutableRawPointer>, lengths out: UnsafeMutablePointer<UInt32>,
+               endpoints outEndpoints: UnsafeMutablePointer<Endpoint>, maxPackets: Int,
+               truncated dropped: inout Int) -> Int {
+        var k = 0
+        for i in 0..<n {
+            if k >= maxPackets { break }
+            if truncated[i] != 0 { dropped += 1; continue }
+            let total = Int(lengths[i])
+            let seg = segments[i] == 0 ? total : Int(segments[i])
+            var off = 0
+            repeat {
+                let len = min(seg, total - off)
+                packets[k] = buffers[i] + off
+                out[k] = UInt32(len)
+                outEndpoints[k] = endpoints[i]
+                k += 1
+                off += len
+            } while off < total && k < maxPackets
+        }
+        return k
+    }
+}
