@@ -34,8 +34,13 @@ final class HostileFixture {
         pair.network.isRecording = true
         pair.start()
         pair.tunA.inject([DevicePair.packet(0)])
+        // Senders count a message after their send returns, which may be after the other side has acted on it:
+        // wait for every counter of the handshake, so no case sees one of them move late.
         guard pair.tunB.collect(atLeast: 1) == [DevicePair.packet(0)],
-              waitUntil({ pair.b.counters[.rxPackets] == 1 }) else {
+              waitUntil({
+                  pair.b.counters[.rxPackets] == 1 && pair.b.counters[.txHandshakeResponses] == 1
+                      && pair.a.counters[.txHandshakeInitiations] == 1 && pair.a.counters[.txPackets] == 1
+              }) else {
             pair.stop()
             throw FixtureError(description: "the first packet did not cross the tunnel")
         }
