@@ -1,4 +1,5 @@
-// Byte offsets and flag bits of the IPv4, IPv6, TCP and UDP headers, as the offload code reads them.
+// Byte offsets and flag bits of the IPv4, IPv6, TCP and UDP headers, as the offload, ECN and flow-hash code
+// reads them.
 
 enum IPv4Field {
     static let minHeader = 20
@@ -9,6 +10,8 @@ enum IPv4Field {
     static let ttl = 8
     static let proto = 9
     static let checksum = 10
+    static let source = 12
+    static let destination = 16
     static let dontFragment: UInt16 = 0x4000
     static let fragmentMask: UInt16 = 0x3fff   // MF + offset: any of them set means a fragment
 }
@@ -18,6 +21,23 @@ enum IPv6Field {
     static let payloadLength = 4
     static let nextHeader = 6
     static let hopLimit = 7
+    static let source = 8
+    static let destination = 24
+    static let flowLabelMask: UInt32 = 0x000f_ffff   // of the first 32-bit word
+}
+
+/// IPv6 extension headers the flow hash walks past (RFC 8200 §4), and the fragment header's fields.
+enum IPv6Extension {
+    static let hopByHop: UInt8 = 0
+    static let routing: UInt8 = 43
+    static let fragment: UInt8 = 44
+    static let destinationOptions: UInt8 = 60
+    /// Hop-by-hop, routing and destination options: next header, then length in 8-byte units not counting the
+    /// first 8.
+    static let lengthField = 1
+    static let fragmentHeader = 8
+    static let fragmentOffsetFlags = 2   // 16 bits: 13-bit offset, 2 reserved, M
+    static let fragmentMask: UInt16 = 0xfff9   // offset + M: any of them set means a real fragment
 }
 
 enum TCPField {
@@ -44,4 +64,10 @@ enum UDPField {
 enum IPProto {
     static let tcp: UInt8 = 6
     static let udp: UInt8 = 17
+    static let icmp: UInt8 = 1
+    static let dccp: UInt8 = 33
+    static let esp: UInt8 = 50
+    static let icmpv6: UInt8 = 58
+    static let sctp: UInt8 = 132
+    static let udpLite: UInt8 = 136
 }
