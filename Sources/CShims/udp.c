@@ -45,6 +45,11 @@ int vf_udp_open(uint16_t port, int buffer_bytes, uint16_t *out_port, int *out_fa
         rc = bind(fd, (struct sockaddr *)&a, sizeof a);
     }
     if (rc < 0) { int e = errno; close(fd); return -e; }
+    /* Outer ECN/DSCP and kernel receive timestamps for every datagram (best effort: older kernels lack some). */
+    int one = 1;
+    (void)setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof one);
+    (void)setsockopt(fd, IPPROTO_IP, IP_RECVTOS, &one, sizeof one);
+    if (family == AF_INET6) (void)setsockopt(fd, IPPROTO_IPV6, IPV6_RECVTCLASS, &one, sizeof one);
     struct sockaddr_storage bound;
     socklen_t blen = sizeof bound;
     if (getsockname(fd, (struct sockaddr *)&bound, &blen) < 0) { int e = errno; close(fd); return -e; }
@@ -123,15 +128,28 @@ socklen_t vf_endpoint_to_addr(int family, const vf_endpoint *e, struct sockaddr_
     return sizeof *a;
 }
 
-uint16_t vf_cmsg_gro_segment(const struct cmsghdr *c) {
-    if (c->cmsg_level != SOL_UDP || c->cmsg_type != UDP_GRO || c->cmsg_len < CMSG_LEN(sizeof(int))) return 0;
-    int v;
-    memcpy(&v, CMSG_DATA(c), sizeof v);
-    return (v > 0 && v < 65536) ? (uint16_t)v : 0;
+void vf_cmsg_parse(const struct cmsghdr *c, uint16_t *gro, uint8_t *tos, uint64_t *stamp) {
+    if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO && c->cmsg_len >= CMSG_LEN(sizeof(int))) {
+        int v;
+        memcpy(&v, CMSG_DATA(c), sizeof v);
+        if (v > 0 && v < 65536) *gro = (uint16_t)v;
+    } else if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_TOS && c->cmsg_len >= CMSG_LEN(1)) {
+        *tos = *(const uint8_t *)CMSG_DATA(c);   /* one byte */
+    } else if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_TCLASS && c->cmsg_len >= CMSG_LEN(sizeof(int))) {
+        int v;
+        memcpy(&v, CMSG_DATA(c), sizeof v);   /* an int */
+        *tos = (uint8_t)v;
+    } else if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS
+               && c->cmsg_len >= CMSG_LEN(sizeof(struct timespec))) {
+        struct timespec ts;
+        memcpy(&ts, CMSG_DATA(c), sizeof ts);
+        *stamp = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+    }
 }
 
 int vf_mmsg_recv(vf_mmsg *m, int fd, void *const *bufs, const uint32_t *caps, uint32_t *lens,
-                 vf_endpoint *from, uint8_t *truncated, uint16_t *gso, unsigned int count) {
+                 vf_endpoint *from, uint8_t *truncated, uint16_t *gso, uint8_t *tos, uint64_t *stamp,
+                 unsigned int count) {
     if (count > m->capacity) count = m->capacity;
     for (unsigned int i = 0; i < count; i++) {
         m->iovs[i].iov_base = bufs[i];
@@ -153,10 +171,9 @@ int vf_mmsg_recv(vf_mmsg *m, int fd, void *const *bufs, const uint32_t *caps, ui
         lens[i] = m->hdrs[i].msg_len;
         truncated[i] = (h->msg_flags & MSG_TRUNC) ? 1 : 0;
         gso[i] = 0;
-        for (struct cmsghdr *c = CMSG_FIRSTHDR(h); c; c = CMSG_NXTHDR(h, c)) {
-            uint16_t seg = vf_cmsg_gro_segment(c);
-            if (seg) gso[i] = seg;
-        }
+        tos[i] = 0;
+        stamp[i] = 0;
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(h); c; c = CMSG_NXTHDR(h, c)) vf_cmsg_parse(c, &gso[i], &tos[i], &stamp[i]);
         vf_addr_to_endpoint(&m->addrs[i], &from[i]);
     }
     return n;
@@ -166,8 +183,8 @@ static int same_endpoint(const vf_endpoint *a, const vf_endpoint *b) {
     return a->sin6_port == b->sin6_port && memcmp(&a->sin6_addr, &b->sin6_addr, sizeof a->sin6_addr) == 0;
 }
 
-unsigned int vf_gso_plan(const uint32_t *lens, const vf_endpoint *to, unsigned int count, int gso,
-                         unsigned int max_segments, unsigned int max_groups, uint16_t *group_size) {
+unsigned int vf_gso_plan(const uint32_t *lens, const vf_endpoint *to, const uint8_t *tos, unsigned int count,
+                         int gso, unsigned int max_segments, unsigned int max_groups, uint16_t *group_size) {
     unsigned int groups = 0, i = 0;
     while (i < count && groups < max_groups) {
         unsigned int j = i + 1;
@@ -175,7 +192,7 @@ unsigned int vf_gso_plan(const uint32_t *lens, const vf_endpoint *to, unsigned i
         /* An empty datagram cannot be a segment size. */
         if (gso && lens[i] > 0) {
             while (j < count && j - i < max_segments && lens[j] <= lens[i] && same_endpoint(&to[j], &to[i])
-                   && total + lens[j] <= VF_GSO_MAX_BYTES) {
+                   && (!tos || tos[j] == tos[i]) && total + lens[j] <= VF_GSO_MAX_BYTES) {
                 total += lens[j];
                 j++;
                 if (lens[j - 1] < lens[i]) break;   /* only the last may be shorter */
@@ -187,9 +204,9 @@ unsigned int vf_gso_plan(const uint32_t *lens, const vf_endpoint *to, unsigned i
     return groups;
 }
 
-void vf_fill_send_msghdr(struct msghdr *h, int family, const vf_endpoint *to, struct sockaddr_storage *addr,
-                         struct iovec *iov, void *const *bufs, const uint32_t *lens, unsigned int segments,
-                         unsigned char *control) {
+void vf_fill_send_msghdr(struct msghdr *h, int family, const vf_endpoint *to, uint8_t tos,
+                         struct sockaddr_storage *addr, struct iovec *iov, void *const *bufs, const uint32_t *lens,
+                         unsigned int segments, unsigned char *control) {
     memset(h, 0, sizeof *h);
     h->msg_name = addr;
     h->msg_namelen = vf_endpoint_to_addr(family, to, addr);
@@ -199,26 +216,47 @@ void vf_fill_send_msghdr(struct msghdr *h, int family, const vf_endpoint *to, st
     }
     h->msg_iov = iov;
     h->msg_iovlen = segments;
+    size_t used = 0;
     if (segments > 1) {
-        h->msg_control = control;
-        h->msg_controllen = CMSG_SPACE(sizeof(uint16_t));
-        struct cmsghdr *c = CMSG_FIRSTHDR(h);
+        struct cmsghdr *c = (struct cmsghdr *)control;
         c->cmsg_level = SOL_UDP;
         c->cmsg_type = UDP_SEGMENT;
         c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
         uint16_t seg = (uint16_t)lens[0];
         memcpy(CMSG_DATA(c), &seg, sizeof seg);
+        used += CMSG_SPACE(sizeof(uint16_t));
+    }
+    if (tos) {
+        struct cmsghdr *c = (struct cmsghdr *)(control + used);
+        int v = tos;
+        /* IPv4 destinations (v4-mapped on a dual-stack socket too) take IP_TOS; IPv6 ones IPV6_TCLASS. */
+        if (family == AF_INET || vf_endpoint_is_v4(to)) {
+            c->cmsg_level = IPPROTO_IP;
+            c->cmsg_type = IP_TOS;
+        } else {
+            c->cmsg_level = IPPROTO_IPV6;
+            c->cmsg_type = IPV6_TCLASS;
+        }
+        c->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(c), &v, sizeof v);
+        used += CMSG_SPACE(sizeof(int));
+    }
+    if (used) {
+        h->msg_control = control;
+        h->msg_controllen = used;
     }
 }
 
 /* Builds messages for datagrams [0, count) into m; returns the number of messages and writes, for each
    message, how many datagrams it carries into per_msg[]. */
 static unsigned int build_messages(vf_mmsg *m, void *const *bufs, const uint32_t *lens, const vf_endpoint *to,
-                                   unsigned int count, int gso, unsigned int max_segments, uint16_t *per_msg) {
-    unsigned int msgs = vf_gso_plan(lens, to, count, gso, max_segments, m->capacity, per_msg);
+                                   const uint8_t *tos, unsigned int count, int gso, unsigned int max_segments,
+                                   uint16_t *per_msg) {
+    unsigned int msgs = vf_gso_plan(lens, to, tos, count, gso, max_segments, m->capacity, per_msg);
     unsigned int i = 0;
     for (unsigned int g = 0; g < msgs; g++) {
-        vf_fill_send_msghdr(&m->hdrs[g].msg_hdr, m->family, &to[i], &m->addrs[g], &m->iovs[i], bufs + i,
+        vf_fill_send_msghdr(&m->hdrs[g].msg_hdr, m->family, &to[i], tos ? tos[i] : 0, &m->addrs[g], &m->iovs[i],
+                            bufs + i,
                             lens + i, per_msg[g], m->control + (size_t)g * VF_CONTROL_BYTES);
         i += per_msg[g];
     }
@@ -226,15 +264,15 @@ static unsigned int build_messages(vf_mmsg *m, void *const *bufs, const uint32_t
 }
 
 int vf_mmsg_send(vf_mmsg *m, int fd, void *const *bufs, const uint32_t *lens, const vf_endpoint *to,
-                 unsigned int count, int *gso, unsigned int max_segments) {
+                 const uint8_t *tos, unsigned int count, int *gso, unsigned int max_segments) {
     if (count > m->capacity) count = m->capacity;
     uint16_t per_msg[count ? count : 1];
-    unsigned int msgs = build_messages(m, bufs, lens, to, count, gso && *gso, max_segments, per_msg);
+    unsigned int msgs = build_messages(m, bufs, lens, to, tos, count, gso && *gso, max_segments, per_msg);
     int n;
     do { n = sendmmsg(fd, m->hdrs, msgs, 0); } while (n < 0 && errno == EINTR);
     if (n < 0 && errno == EIO && gso && *gso) {
         *gso = 0;
-        msgs = build_messages(m, bufs, lens, to, count, 0, 1, per_msg);
+        msgs = build_messages(m, bufs, lens, to, tos, count, 0, 1, per_msg);
         do { n = sendmmsg(fd, m->hdrs, msgs, 0); } while (n < 0 && errno == EINTR);
     }
     if (n < 0) return -errno;
@@ -243,11 +281,16 @@ int vf_mmsg_send(vf_mmsg *m, int fd, void *const *bufs, const uint32_t *lens, co
     return sent;
 }
 
-long vf_udp_sendto(int fd, int family, const void *buf, size_t len, const vf_endpoint *to) {
+long vf_udp_sendto(int fd, int family, const void *buf, size_t len, const vf_endpoint *to, uint8_t tos) {
     struct sockaddr_storage s;
-    socklen_t sl = vf_endpoint_to_addr(family, to, &s);
+    struct msghdr h;
+    struct iovec iov;
+    unsigned char control[VF_SEND_CONTROL_BYTES] __attribute__((aligned(8)));
+    void *bufs[1] = { (void *)buf };
+    uint32_t lens[1] = { (uint32_t)len };
+    vf_fill_send_msghdr(&h, family, to, tos, &s, &iov, bufs, lens, 1, control);
     for (;;) {
-        ssize_t n = sendto(fd, buf, len, 0, (struct sockaddr *)&s, sl);
+        ssize_t n = sendmsg(fd, &h, 0);
         if (n >= 0) return n;
         if (errno != EINTR) return -errno;
     }

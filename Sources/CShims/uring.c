@@ -25,7 +25,7 @@ enum {
     VF_FILE_WAKE = 1,
     VF_RX_BGID = 0,              /* the receive ring's buffer group */
     VF_RX_NAME_BYTES = 32,       /* sockaddr_in6 (28) rounded up, so the cmsgs that follow are 8-aligned */
-    VF_RX_CONTROL_BYTES = 64,    /* the UDP_GRO cmsg needs 24 */
+    VF_RX_CONTROL_BYTES = 128,   /* UDP_GRO (24) + SO_TIMESTAMPNS (32) + IP_TOS or IPV6_TCLASS (24) */
     VF_RX_SQ_ENTRIES = 8,        /* only the recvmsg and the wake read are ever queued */
 };
 
@@ -340,7 +340,7 @@ static int rx_benign(int res) {
 
 /* Parses one received message (res bytes in slot) into the caller's message i. Returns 0 if malformed. */
 static int rx_message(vf_uring_rx *r, unsigned char *slot, int res, void *buf, uint32_t cap, uint32_t *len,
-                      vf_endpoint *from, uint8_t *truncated, uint16_t *gso) {
+                      vf_endpoint *from, uint8_t *truncated, uint16_t *gso, uint8_t *tos, uint64_t *stamp) {
     struct io_uring_recvmsg_out *o = io_uring_recvmsg_validate(slot, res, &r->tmpl);
     if (!o) return 0;
     unsigned int in_buffer = io_uring_recvmsg_payload_length(o, res, &r->tmpl);
@@ -350,10 +350,11 @@ static int rx_message(vf_uring_rx *r, unsigned char *slot, int res, void *buf, u
     memcpy(&ss, io_uring_recvmsg_name(o), namelen);
     vf_addr_to_endpoint(&ss, from);
     *gso = 0;
+    *tos = 0;
+    *stamp = 0;
     for (struct cmsghdr *c = io_uring_recvmsg_cmsg_firsthdr(o, &r->tmpl); c;
          c = io_uring_recvmsg_cmsg_nexthdr(o, &r->tmpl, c)) {
-        uint16_t seg = vf_cmsg_gro_segment(c);
-        if (seg) *gso = seg;
+        vf_cmsg_parse(c, gso, tos, stamp);
     }
     *len = o->payloadlen;
     *truncated = (o->flags & MSG_TRUNC) || o->payloadlen > in_buffer || o->payloadlen > cap;
@@ -363,7 +364,8 @@ static int rx_message(vf_uring_rx *r, unsigned char *slot, int res, void *buf, u
 
 /* Takes completions until `count` messages are filled or a wake-up is seen. Returns the new message count. */
 static unsigned int rx_harvest(vf_uring_rx *r, void *const *bufs, const uint32_t *caps, uint32_t *lens,
-                               vf_endpoint *from, uint8_t *truncated, uint16_t *gso, unsigned int n,
+                               vf_endpoint *from, uint8_t *truncated, uint16_t *gso, uint8_t *tos,
+                               uint64_t *stamp, unsigned int n,
                                unsigned int count) {
     struct io_uring_cqe *cqe;
     while (n < count && !r->wake_pending && io_uring_peek_cqe(&r->ring, &cqe) == 0) {
@@ -382,7 +384,7 @@ static unsigned int rx_harvest(vf_uring_rx *r, void *const *bufs, const uint32_t
             unsigned int bid = flags >> IORING_CQE_BUFFER_SHIFT;
             if (bid < r->nbufs) {
                 if (res > 0 && rx_message(r, r->slots + (size_t)bid * r->slot_bytes, res, bufs[n], caps[n],
-                                          &lens[n], &from[n], &truncated[n], &gso[n]))
+                                          &lens[n], &from[n], &truncated[n], &gso[n], &tos[n], &stamp[n]))
                     n++;
                 rx_recycle(r, bid);
             }
@@ -399,7 +401,8 @@ static int64_t now_ns(void) {
 }
 
 int vf_uring_rx_recv(vf_uring_rx *r, void *const *bufs, const uint32_t *caps, uint32_t *lens, vf_endpoint *from,
-                     uint8_t *truncated, uint16_t *gso, unsigned int count, int timeout_ms) {
+                     uint8_t *truncated, uint16_t *gso, uint8_t *tos, uint64_t *stamp, unsigned int count,
+                     int timeout_ms) {
     int rc = rx_claim(r);
     if (rc < 0) return rc;
     if (r->wake_pending) { r->wake_pending = 0; return 0; }
@@ -407,13 +410,13 @@ int vf_uring_rx_recv(vf_uring_rx *r, void *const *bufs, const uint32_t *caps, ui
     if (count == 0) return 0;
     int64_t deadline = timeout_ms >= 0 ? now_ns() + (int64_t)timeout_ms * 1000000 : 0;
 
-    unsigned int n = rx_harvest(r, bufs, caps, lens, from, truncated, gso, 0, count);
+    unsigned int n = rx_harvest(r, bufs, caps, lens, from, truncated, gso, tos, stamp, 0, count);
     if (n > 0 && n < count && !r->wake_pending) {
         /* Top up: let the kernel run the completion work it deferred, without waiting. */
         rx_arm(r);
         rc = io_uring_submit_and_get_events(&r->ring);
         if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) return rc;
-        n = rx_harvest(r, bufs, caps, lens, from, truncated, gso, n, count);
+        n = rx_harvest(r, bufs, caps, lens, from, truncated, gso, tos, stamp, n, count);
     }
     while (n == 0 && !r->wake_pending && !r->error) {
         struct __kernel_timespec ts, *tsp = NULL;
@@ -428,7 +431,7 @@ int vf_uring_rx_recv(vf_uring_rx *r, void *const *bufs, const uint32_t *caps, ui
         struct io_uring_cqe *cqe = NULL;
         rc = io_uring_submit_and_wait_timeout(&r->ring, &cqe, 1, tsp, NULL);
         if (rc < 0 && rc != -ETIME && rc != -EINTR) return rc;
-        n = rx_harvest(r, bufs, caps, lens, from, truncated, gso, 0, count);
+        n = rx_harvest(r, bufs, caps, lens, from, truncated, gso, tos, stamp, 0, count);
         /* A timeout or a signal ends the wait, as poll's would. */
         if (rc == -ETIME || rc == -EINTR) break;
         if (timeout_ms >= 0 && now_ns() >= deadline) break;
@@ -505,7 +508,7 @@ void vf_uring_tx_destroy(vf_uring_tx *t) {
 
 /* Plans every maximal run of pending datagrams and queues one SENDMSG per group. Returns the group count. */
 static unsigned int tx_queue(vf_uring_tx *t, void *const *bufs, const uint32_t *lens, const vf_endpoint *to,
-                             unsigned int count, int gso, unsigned int max_segments) {
+                             const uint8_t *tos, unsigned int count, int gso, unsigned int max_segments) {
     unsigned int groups = 0;
     unsigned int i = 0;
     while (i < count && groups < t->capacity) {
@@ -513,14 +516,14 @@ static unsigned int tx_queue(vf_uring_tx *t, void *const *bufs, const uint32_t *
         unsigned int end = i + 1;
         while (end < count && t->state[end] == VF_TX_PENDING) end++;
         unsigned int first = groups;
-        groups += vf_gso_plan(lens + i, to + i, end - i, gso, max_segments, t->capacity - groups,
+        groups += vf_gso_plan(lens + i, to + i, tos ? tos + i : NULL, end - i, gso, max_segments, t->capacity - groups,
                               t->group_size + groups);
         unsigned int k = i;
         for (unsigned int g = first; g < groups; g++) {
             struct io_uring_sqe *sqe = io_uring_get_sqe(&t->ring);
             if (!sqe) { groups = g; break; }   /* cannot happen: the SQ holds `capacity` entries */
             t->group_first[g] = k;
-            vf_fill_send_msghdr(&t->hdrs[g], t->family, &to[k], &t->addrs[g], &t->iovs[k], bufs + k, lens + k,
+            vf_fill_send_msghdr(&t->hdrs[g], t->family, &to[k], tos ? tos[k] : 0, &t->addrs[g], &t->iovs[k], bufs + k, lens + k,
                                 t->group_size[g], t->control + (size_t)g * VF_SEND_CONTROL_BYTES);
             io_uring_prep_sendmsg(sqe, VF_FILE_SOCKET, &t->hdrs[g], 0);
             sqe->flags |= IOSQE_FIXED_FILE;
@@ -533,6 +536,7 @@ static unsigned int tx_queue(vf_uring_tx *t, void *const *bufs, const uint32_t *
 }
 
 int vf_uring_tx_send(vf_uring_tx *t, void *const *bufs, const uint32_t *lens, const vf_endpoint *to,
+                     const uint8_t *tos,
                      unsigned int count, int *gso, unsigned int max_segments, int *last_error) {
     if (count > t->capacity) count = t->capacity;
     memset(t->state, VF_TX_PENDING, count);
@@ -540,7 +544,7 @@ int vf_uring_tx_send(vf_uring_tx *t, void *const *bufs, const uint32_t *lens, co
     int sent = 0;
     *last_error = 0;
     for (;;) {
-        unsigned int groups = tx_queue(t, bufs, lens, to, count, segmented, max_segments);
+        unsigned int groups = tx_queue(t, bufs, lens, to, tos, count, segmented, max_segments);
         if (groups == 0) break;
         int rc;
         do { rc = io_uring_submit_and_wait(&t->ring, groups); } while (rc == -EINTR);

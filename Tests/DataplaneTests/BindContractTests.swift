@@ -22,6 +22,8 @@ final class BindContractTests: XCTestCase {
     func testUringTruncatedMessagesAreCounted() throws { try run(.uring, BindContract.truncation) }
     func testMmsgWakeEndsAWait() throws { try run(.mmsg, BindContract.wake) }
     func testUringWakeEndsAWait() throws { try run(.uring, BindContract.wake) }
+    func testMmsgOuterTOSAndTimestamps() throws { try run(.mmsg, BindContract.tosAndTimestamps) }
+    func testUringOuterTOSAndTimestamps() throws { try run(.uring, BindContract.tosAndTimestamps) }
     func testMmsgTimeoutReturnsZero() throws { try run(.mmsg, BindContract.timeout) }
     func testUringTimeoutReturnsZero() throws { try run(.uring, BindContract.timeout) }
 
@@ -128,7 +130,7 @@ func datagram(_ tag: Int, size: Int) -> [UInt8] {
 
 /// Sends `datagrams[i]` to `to[i]` in one send call. Returns what the bind reports as sent.
 @discardableResult
-func sendAll(_ bind: any UDPBind, _ datagrams: [[UInt8]], to: [Endpoint]) throws -> Int {
+func sendAll(_ bind: any UDPBind, _ datagrams: [[UInt8]], to: [Endpoint], tos: [UInt8]? = nil) throws -> Int {
     precondition(datagrams.count == to.count)
     let n = datagrams.count
     let buffers = UnsafeMutablePointer<UnsafeMutableRawPointer>.allocate(capacity: max(n, 1))
@@ -144,7 +146,10 @@ func sendAll(_ bind: any UDPBind, _ datagrams: [[UInt8]], to: [Endpoint]) throws
         lengths[i] = UInt32(datagrams[i].count)
         endpoints.advanced(by: i).initialize(to: to[i])
     }
-    return try bind.send(buffers, lengths: lengths, endpoints: endpoints, count: n)
+    guard let tos else { return try bind.send(buffers, lengths: lengths, endpoints: endpoints, count: n) }
+    return try tos.withUnsafeBufferPointer {
+        try bind.send(buffers, lengths: lengths, endpoints: endpoints, tos: $0.baseAddress, count: n)
+    }
 }
 
 /// A receiving side with caller-owned buffers, as the device's receive batches provide them.
@@ -157,10 +162,15 @@ final class Receiver {
     private let packets: UnsafeMutablePointer<UnsafeMutableRawPointer>
     private let lengths: UnsafeMutablePointer<UInt32>
     private let endpoints: UnsafeMutablePointer<Endpoint>
+    private let tos: UnsafeMutablePointer<UInt8>
+    private let stamps: UnsafeMutablePointer<UInt64>
     /// Messages dropped as truncated so far.
     var truncated = 0
     /// Receive calls that returned datagrams.
     var calls = 0
+    /// Outer TOS and kernel timestamp of every datagram received so far, in order.
+    var receivedTOS: [UInt8] = []
+    var receivedStamps: [UInt64] = []
 
     init(_ bind: any UDPBind, bufferCount: Int = 8, capacity: Int? = nil) {
         self.bind = bind
@@ -173,19 +183,27 @@ final class Receiver {
         lengths = .allocate(capacity: maxPackets)
         endpoints = .allocate(capacity: maxPackets)
         endpoints.initialize(repeating: Endpoint(), count: maxPackets)
+        tos = .allocate(capacity: maxPackets)
+        tos.initialize(repeating: 0, count: maxPackets)
+        stamps = .allocate(capacity: maxPackets)
+        stamps.initialize(repeating: 0, count: maxPackets)
     }
 
     deinit {
         for i in 0..<bufferCount { buffers[i].deallocate() }
         buffers.deallocate(); packets.deallocate(); lengths.deallocate(); endpoints.deallocate()
+        tos.deallocate(); stamps.deallocate()
     }
 
     /// One receive call.
     func receive(timeoutMs: Int32) throws -> [(bytes: [UInt8], from: Endpoint)] {
         let n = try bind.receive(buffers: buffers, bufferCount: bufferCount, capacity: capacity, packets: packets,
-                                 lengths: lengths, endpoints: endpoints, maxPackets: maxPackets,
+                                 lengths: lengths, endpoints: endpoints, tos: tos, timestamps: stamps,
+                                 maxPackets: maxPackets,
                                  truncated: &truncated, timeoutMs: timeoutMs)
         if n > 0 { calls += 1 }
+        receivedTOS += (0..<n).map { tos[$0] }
+        receivedStamps += (0..<n).map { stamps[$0] }
         return (0..<n).map { k in
             (Array(UnsafeRawBufferPointer(start: packets[k], count: Int(lengths[k]))), endpoints[k])
         }
@@ -267,6 +285,30 @@ enum BindContract {
         }
         if offloadState(a).gso && offloadState(b).gro {
             XCTAssertEqual(rx.calls, 1, "\(f): a GSO send should reach a GRO socket as one message")
+        }
+    }
+
+    /// Each datagram leaves with its own outer TOS (ECN and DSCP bits), over IPv4 and IPv6, also inside a
+    /// segmentable run whose TOS changes midway; the receiver reports each one's TOS and a kernel timestamp.
+    static func tosAndTimestamps(_ f: BindFactory) throws {
+        let binds = try f.make(2)
+        defer { binds.forEach { $0.close() } }
+        let (a, b) = (binds[0], binds[1])
+        let values: [UInt8] = [0x00, 0x01, 0x02, 0x03, 0x88, 0xb8, 0xbb, 0x02, 0x02, 0x02, 0x03, 0x03]
+        for address in [loopback4, loopback6] {
+            let rx = Receiver(b, bufferCount: 16)
+            let target = Endpoint(address: address, port: b.port)
+            let run = values.indices.map { datagram(500 + $0, size: 1200) }
+            let before = realtimeNanoseconds()
+            XCTAssertEqual(try sendAll(a, run, to: Array(repeating: target, count: run.count), tos: values),
+                           run.count, "\(f) \(address)")
+            let got = try rx.collect(run.count)
+            let after = realtimeNanoseconds()
+            XCTAssertEqual(got.map(\.bytes), run, "\(f) \(address): datagrams altered or reordered")
+            XCTAssertEqual(rx.receivedTOS, values, "\(f) \(address): outer TOS not carried per datagram")
+            for stamp in rx.receivedStamps {
+                XCTAssertTrue(stamp >= before && stamp <= after, "\(f) \(address): kernel timestamp \(stamp) outside [\(before), \(after)]")
+            }
         }
     }
 

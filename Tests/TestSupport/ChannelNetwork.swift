@@ -7,6 +7,8 @@ public final class ChannelNetwork: @unchecked Sendable {  // the bind table and 
         public let bytes: [UInt8]
         public let from: Endpoint
         public let to: Endpoint
+        /// The outer TOS / traffic class it was sent with.
+        public var tos: UInt8 = 0
     }
 
     private let lock = ConditionLock()
@@ -34,12 +36,12 @@ public final class ChannelNetwork: @unchecked Sendable {  // the bind table and 
     }
 
     /// Delivers a datagram to the bind at `to`, if any (otherwise it is lost, as on a real network).
-    public func deliver(_ bytes: [UInt8], from: Endpoint, to: Endpoint) {
+    public func deliver(_ bytes: [UInt8], from: Endpoint, to: Endpoint, tos: UInt8 = 0) {
         let target = lock.withLock { () -> ChannelBind? in
-            if recording { log.append(Datagram(bytes: bytes, from: from, to: to)) }
+            if recording { log.append(Datagram(bytes: bytes, from: from, to: to, tos: tos)) }
             return binds.first(where: { $0.0 == to })?.1
         }
-        target?.enqueue(bytes, from: from)
+        target?.enqueue(bytes, from: from, tos: tos)
     }
 }
 
@@ -51,6 +53,8 @@ public final class ChannelBind: UDPBind, @unchecked Sendable {  // the receive q
     private let lock = ConditionLock()
     /// Datagrams waiting to be received: `queue[head...]` (a moving head keeps dequeuing O(1) under floods).
     private var queue: [([UInt8], Endpoint)] = []
+    /// The outer TOS of each queued datagram, parallel to `queue`.
+    private var queueTOS: [UInt8] = []
     private var head = 0
     private var woken = false
     private var closed = false
@@ -63,20 +67,22 @@ public final class ChannelBind: UDPBind, @unchecked Sendable {  // the receive q
         self.batchSize = batchSize
     }
 
-    func enqueue(_ bytes: [UInt8], from: Endpoint) {
+    func enqueue(_ bytes: [UInt8], from: Endpoint, tos: UInt8 = 0) {
         lock.withLock {
             queue.append((bytes, from))
+            queueTOS.append(tos)
             lock.broadcast()
         }
     }
 
     /// Injects a datagram as if `from` had sent it to this bind (hostile-input tests).
-    public func inject(_ bytes: [UInt8], from: Endpoint) { enqueue(bytes, from: from) }
+    public func inject(_ bytes: [UInt8], from: Endpoint, tos: UInt8 = 0) { enqueue(bytes, from: from, tos: tos) }
 
     /// Injects many datagrams at once, so the device finds the whole burst queued (floods, load tests).
     public func inject(_ datagrams: [([UInt8], Endpoint)]) {
         lock.withLock {
             queue.append(contentsOf: datagrams)
+            queueTOS.append(contentsOf: repeatElement(0, count: datagrams.count))
             lock.broadcast()
         }
     }
@@ -86,7 +92,8 @@ public final class ChannelBind: UDPBind, @unchecked Sendable {  // the receive q
 
     public func receive(buffers: UnsafePointer<UnsafeMutableRawPointer>, bufferCount: Int, capacity: Int,
                         packets: UnsafeMutablePointer<UnsafeMutableRawPointer>, lengths: UnsafeMutablePointer<UInt32>,
-                        endpoints: UnsafeMutablePointer<Endpoint>, maxPackets: Int, truncated: inout Int,
+                        endpoints: UnsafeMutablePointer<Endpoint>, tos: UnsafeMutablePointer<UInt8>,
+                        timestamps: UnsafeMutablePointer<UInt64>, maxPackets: Int, truncated: inout Int,
                         timeoutMs: Int32) throws -> Int {
         lock.withLock {
             if head == queue.count && !woken && !closed {
@@ -97,6 +104,7 @@ public final class ChannelBind: UDPBind, @unchecked Sendable {  // the receive q
             var used = 0
             while used < min(bufferCount, batchSize) && n < maxPackets && head < queue.count {
                 let (bytes, from) = queue[head]
+                let datagramTOS = queueTOS[head]
                 queue[head] = ([], from)
                 head += 1
                 let buffer = buffers[used]
@@ -106,13 +114,17 @@ public final class ChannelBind: UDPBind, @unchecked Sendable {  // the receive q
                 packets[n] = buffer
                 lengths[n] = UInt32(bytes.count)
                 endpoints[n] = from
+                tos[n] = datagramTOS
+                timestamps[n] = 0
                 n += 1
             }
             if head == queue.count {
                 queue.removeAll(keepingCapacity: true)
+                queueTOS.removeAll(keepingCapacity: true)
                 head = 0
             } else if head >= 4096 && head * 2 >= queue.count {
                 queue.removeFirst(head)
+                queueTOS.removeFirst(head)
                 head = 0
             }
             return n
@@ -120,17 +132,17 @@ public final class ChannelBind: UDPBind, @unchecked Sendable {  // the receive q
     }
 
     public func send(_ buffers: UnsafePointer<UnsafeMutableRawPointer>, lengths: UnsafePointer<UInt32>,
-                     endpoints: UnsafePointer<Endpoint>, count: Int) throws -> Int {
+                     endpoints: UnsafePointer<Endpoint>, tos: UnsafePointer<UInt8>?, count: Int) throws -> Int {
         for i in 0..<count {
             network.deliver(Array(UnsafeRawBufferPointer(start: buffers[i], count: Int(lengths[i]))),
-                            from: local, to: endpoints[i])
+                            from: local, to: endpoints[i], tos: tos?[i] ?? 0)
         }
         lock.withLock { sentCount += count }
         return count
     }
 
-    public func send(_ bytes: [UInt8], to endpoint: Endpoint) throws {
-        network.deliver(bytes, from: local, to: endpoint)
+    public func send(_ bytes: [UInt8], to endpoint: Endpoint, tos: UInt8) throws {
+        network.deliver(bytes, from: local, to: endpoint, tos: tos)
         lock.withLock { sentCount += 1 }
     }
 

@@ -35,6 +35,11 @@ typedef struct sockaddr_in6 vf_endpoint;
 /// with receive/send buffers of `buffer_bytes` (forced when root). Writes the bound port to *out_port.
 int vf_udp_open(uint16_t port, int buffer_bytes, uint16_t *out_port, int *out_family);
 
+/// Receive metadata, outer header side: every received message reports its TOS / traffic class byte (tos[i])
+/// and the kernel's receive timestamp in CLOCK_REALTIME nanoseconds (stamp[i], 0 if absent); vf_udp_open turns
+/// on SO_TIMESTAMPNS, IP_RECVTOS and IPV6_RECVTCLASS. Sends take a TOS byte per datagram (tos may be NULL: 0),
+/// sent as an IP_TOS or IPV6_TCLASS control message when non-zero; segmented runs never mix TOS values.
+
 /// Turns on UDP_GRO (receive coalescing). Returns 0 or -errno.
 int vf_udp_enable_gro(int fd);
 /// 1 if the kernel knows UDP_SEGMENT (send segmentation) on this socket, else 0.
@@ -49,15 +54,16 @@ void vf_mmsg_destroy(vf_mmsg *m);
 /// size when the kernel coalesced several datagrams into message i (0: a single datagram). Returns the number
 /// received (never 0), or -errno (-EAGAIN when nothing is queued).
 int vf_mmsg_recv(vf_mmsg *m, int fd, void *const *bufs, const uint32_t *caps, uint32_t *lens,
-                 vf_endpoint *from, uint8_t *truncated, uint16_t *gso, unsigned int count);
+                 vf_endpoint *from, uint8_t *truncated, uint16_t *gso, uint8_t *tos, uint64_t *stamp,
+                 unsigned int count);
 /// Sends `count` datagrams bufs[i][0..<lens[i]] to to[i]. With *gso set, runs of consecutive datagrams to the
 /// same endpoint with equal lengths (the last may be shorter) go out as one UDP_SEGMENT message of at most
 /// `max_segments`; if the kernel answers EIO, *gso is cleared and the send is retried without it.
 /// Returns how many datagrams the kernel took (it may take fewer), or -errno if none was sent.
 int vf_mmsg_send(vf_mmsg *m, int fd, void *const *bufs, const uint32_t *lens, const vf_endpoint *to,
-                 unsigned int count, int *gso, unsigned int max_segments);
+                 const uint8_t *tos, unsigned int count, int *gso, unsigned int max_segments);
 /// One datagram, for control messages (handshakes, cookies). Returns the length or -errno.
-long vf_udp_sendto(int fd, int family, const void *buf, size_t len, const vf_endpoint *to);
+long vf_udp_sendto(int fd, int family, const void *buf, size_t len, const vf_endpoint *to, uint8_t tos);
 
 /// Builds an endpoint from 4 network-order IPv4 bytes (v4-mapped) or 16 IPv6 bytes, and a host-order port.
 void vf_endpoint_set_v4(vf_endpoint *e, const uint8_t *addr4, uint16_t port);
@@ -86,7 +92,8 @@ void vf_uring_rx_destroy(vf_uring_rx *r);
 /// goes back to the kernel at once. Waits up to timeout_ms (-1: forever) for the first message. Returns the
 /// number of messages, 0 on timeout, interruption or a wake-up through wake_fd, or -errno.
 int vf_uring_rx_recv(vf_uring_rx *r, void *const *bufs, const uint32_t *caps, uint32_t *lens, vf_endpoint *from,
-                     uint8_t *truncated, uint16_t *gso, unsigned int count, int timeout_ms);
+                     uint8_t *truncated, uint16_t *gso, uint8_t *tos, uint64_t *stamp, unsigned int count,
+                     int timeout_ms);
 
 /// The sending side: a ring for up to `capacity` datagrams per call. Callers serialize (one call at a time).
 typedef struct vf_uring_tx vf_uring_tx;
@@ -97,7 +104,7 @@ void vf_uring_tx_destroy(vf_uring_tx *t);
 /// datagram (positive errno in *last_error) and the rest are sent again; EAGAIN/ENOBUFS wait 1 ms and retry.
 /// Returns how many datagrams were sent, or -errno if the ring itself failed.
 int vf_uring_tx_send(vf_uring_tx *t, void *const *bufs, const uint32_t *lens, const vf_endpoint *to,
-                     unsigned int count, int *gso, unsigned int max_segments, int *last_error);
+                     const uint8_t *tos, unsigned int count, int *gso, unsigned int max_segments, int *last_error);
 
 // ---- Wakeups and polling (poll.c) ----
 int vf_eventfd(void);

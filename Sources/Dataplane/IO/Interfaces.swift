@@ -25,19 +25,33 @@ public protocol UDPBind: AnyObject, Sendable {
     var receiveBufferSize: Int { get }
     var datagramsPerMessage: Int { get }
     /// Receives up to `bufferCount` messages into `buffers` (each `capacity` bytes). A message may carry several
-    /// datagrams (UDP GRO); they come back split: datagram k starts at `packets[k]`, is `lengths[k]` bytes long and
-    /// came from `endpoints[k]`. At most `maxPackets` datagrams. Messages that did not fit their buffer are
-    /// dropped and added to `truncated`. Waits up to `timeoutMs` for the first; returns 0 on timeout or `wake()`.
+    /// datagrams (UDP GRO); they come back split: datagram k starts at `packets[k]`, is `lengths[k]` bytes long,
+    /// came from `endpoints[k]` with outer TOS / traffic class `tos[k]`, and was stamped by the kernel at
+    /// `timestamps[k]` (CLOCK_REALTIME ns; 0 if unknown; one stamp for all datagrams of a GRO message).
+    /// At most `maxPackets` datagrams. Messages that did not fit their buffer are dropped and added to
+    /// `truncated`. Waits up to `timeoutMs` for the first; returns 0 on timeout or `wake()`.
     func receive(buffers: UnsafePointer<UnsafeMutableRawPointer>, bufferCount: Int, capacity: Int,
                  packets: UnsafeMutablePointer<UnsafeMutableRawPointer>, lengths: UnsafeMutablePointer<UInt32>,
-                 endpoints: UnsafeMutablePointer<Endpoint>, maxPackets: Int, truncated: inout Int,
+                 endpoints: UnsafeMutablePointer<Endpoint>, tos: UnsafeMutablePointer<UInt8>,
+                 timestamps: UnsafeMutablePointer<UInt64>, maxPackets: Int, truncated: inout Int,
                  timeoutMs: Int32) throws -> Int
-    /// Sends `count` datagrams (consecutive ones to the same endpoint may leave as one segmented send).
-    /// Returns how many were sent.
+    /// Sends `count` datagrams, datagram i with outer TOS `tos[i]` (nil: 0). Consecutive ones to the same
+    /// endpoint with the same TOS may leave as one segmented send. Returns how many were sent.
     func send(_ buffers: UnsafePointer<UnsafeMutableRawPointer>, lengths: UnsafePointer<UInt32>,
-              endpoints: UnsafePointer<Endpoint>, count: Int) throws -> Int
-    /// One datagram (handshakes, cookies, keepalives from the control thread).
-    func send(_ bytes: [UInt8], to endpoint: Endpoint) throws
+              endpoints: UnsafePointer<Endpoint>, tos: UnsafePointer<UInt8>?, count: Int) throws -> Int
+    /// One datagram (handshakes, cookies, keepalives from the control thread) with an outer TOS.
+    func send(_ bytes: [UInt8], to endpoint: Endpoint, tos: UInt8) throws
     func wake()
     func close()
+}
+
+extension UDPBind {
+    /// One datagram with TOS 0.
+    public func send(_ bytes: [UInt8], to endpoint: Endpoint) throws { try send(bytes, to: endpoint, tos: 0) }
+
+    /// `count` datagrams with TOS 0.
+    public func send(_ buffers: UnsafePointer<UnsafeMutableRawPointer>, lengths: UnsafePointer<UInt32>,
+                     endpoints: UnsafePointer<Endpoint>, count: Int) throws -> Int {
+        try send(buffers, lengths: lengths, endpoints: endpoints, tos: nil, count: count)
+    }
 }

@@ -58,7 +58,8 @@ public final class MmsgBind: UDPBind, @unchecked Sendable {  // receive state is
 
     public func receive(buffers: UnsafePointer<UnsafeMutableRawPointer>, bufferCount: Int, capacity: Int,
                         packets: UnsafeMutablePointer<UnsafeMutableRawPointer>, lengths: UnsafeMutablePointer<UInt32>,
-                        endpoints: UnsafeMutablePointer<Endpoint>, maxPackets: Int, truncated: inout Int,
+                        endpoints: UnsafeMutablePointer<Endpoint>, tos: UnsafeMutablePointer<UInt8>,
+                        timestamps: UnsafeMutablePointer<UInt64>, maxPackets: Int, truncated: inout Int,
                         timeoutMs: Int32) throws -> Int {
         let count = ReceivedMessages.count(bufferCount: bufferCount, batchSize: batchSize, maxPackets: maxPackets,
                                            perMessage: datagramsPerMessage)
@@ -68,7 +69,7 @@ public final class MmsgBind: UDPBind, @unchecked Sendable {  // receive state is
             n = buffers.withMemoryRebound(to: Optional<UnsafeMutableRawPointer>.self, capacity: count) { bufs in
                 messages.endpoints.withMemoryRebound(to: vf_endpoint.self, capacity: count) { eps in
                     vf_mmsg_recv(recvState, fd, bufs, messages.caps, messages.lengths, eps, messages.truncated,
-                                 messages.segments, UInt32(count))
+                                 messages.segments, messages.tos, messages.stamps, UInt32(count))
                 }
             }
             if n > 0 { break }
@@ -84,11 +85,12 @@ public final class MmsgBind: UDPBind, @unchecked Sendable {  // receive state is
             throw SystemError("recvmmsg", negated: Int(n))
         }
         return messages.split(Int(n), buffers: buffers, packets: packets, lengths: lengths, endpoints: endpoints,
+                              tos: tos, timestamps: timestamps,
                               maxPackets: maxPackets, truncated: &truncated)
     }
 
     public func send(_ buffers: UnsafePointer<UnsafeMutableRawPointer>, lengths: UnsafePointer<UInt32>,
-                     endpoints: UnsafePointer<Endpoint>, count: Int) throws -> Int {
+                     endpoints: UnsafePointer<Endpoint>, tos: UnsafePointer<UInt8>?, count: Int) throws -> Int {
         var done = 0
         var sent = 0
         var lastError: Int32 = 0
@@ -99,7 +101,7 @@ public final class MmsgBind: UDPBind, @unchecked Sendable {  // receive state is
                 let n = (buffers + done).withMemoryRebound(to: Optional<UnsafeMutableRawPointer>.self,
                                                            capacity: count - done) { bufs in
                     (endpoints + done).withMemoryRebound(to: vf_endpoint.self, capacity: count - done) { eps in
-                        vf_mmsg_send(sendState, fd, bufs, lengths + done, eps, UInt32(count - done), &gso,
+                        vf_mmsg_send(sendState, fd, bufs, lengths + done, eps, tos.map { $0 + done }, UInt32(count - done), &gso,
                                      MmsgBind.maxSegments)
                     }
                 }
@@ -119,9 +121,9 @@ public final class MmsgBind: UDPBind, @unchecked Sendable {  // receive state is
         return sent
     }
 
-    public func send(_ bytes: [UInt8], to endpoint: Endpoint) throws {
+    public func send(_ bytes: [UInt8], to endpoint: Endpoint, tos: UInt8) throws {
         var ep = endpoint.raw
-        let n = bytes.withUnsafeBytes { vf_udp_sendto(fd, family, $0.baseAddress, $0.count, &ep) }
+        let n = bytes.withUnsafeBytes { vf_udp_sendto(fd, family, $0.baseAddress, $0.count, &ep, tos) }
         if n < 0 { throw SystemError("sendto \(endpoint)", negated: n) }
     }
 

@@ -11,6 +11,8 @@ struct ReceivedMessages {
     let endpoints: UnsafeMutablePointer<Endpoint>
     let truncated: UnsafeMutablePointer<UInt8>
     let segments: UnsafeMutablePointer<UInt16>
+    let tos: UnsafeMutablePointer<UInt8>
+    let stamps: UnsafeMutablePointer<UInt64>
 
     init(capacity: Int) {
         self.capacity = capacity
@@ -19,11 +21,13 @@ struct ReceivedMessages {
         endpoints = .allocate(capacity: capacity); endpoints.initialize(repeating: Endpoint(), count: capacity)
         truncated = .allocate(capacity: capacity); truncated.initialize(repeating: 0, count: capacity)
         segments = .allocate(capacity: capacity); segments.initialize(repeating: 0, count: capacity)
+        tos = .allocate(capacity: capacity); tos.initialize(repeating: 0, count: capacity)
+        stamps = .allocate(capacity: capacity); stamps.initialize(repeating: 0, count: capacity)
     }
 
     func deallocate() {
         caps.deallocate(); lengths.deallocate(); endpoints.deallocate(); truncated.deallocate()
-        segments.deallocate()
+        segments.deallocate(); tos.deallocate(); stamps.deallocate()
     }
 
     /// How many messages one receive may take: never more than the packet arrays can hold once split.
@@ -41,7 +45,8 @@ struct ReceivedMessages {
     /// Returns the number of datagrams, at most `maxPackets`.
     func split(_ n: Int, buffers: UnsafePointer<UnsafeMutableRawPointer>,
                packets: UnsafeMutablePointer<UnsafeMutableRawPointer>, lengths out: UnsafeMutablePointer<UInt32>,
-               endpoints outEndpoints: UnsafeMutablePointer<Endpoint>, maxPackets: Int,
+               endpoints outEndpoints: UnsafeMutablePointer<Endpoint>, tos outTOS: UnsafeMutablePointer<UInt8>,
+               timestamps outStamps: UnsafeMutablePointer<UInt64>, maxPackets: Int,
                truncated dropped: inout Int) -> Int {
         var k = 0
         for i in 0..<n {
@@ -55,6 +60,8 @@ struct ReceivedMessages {
                 packets[k] = buffers[i] + off
                 out[k] = UInt32(len)
                 outEndpoints[k] = endpoints[i]
+                outTOS[k] = tos[i]
+                outStamps[k] = stamps[i]
                 k += 1
                 off += len
             } while off < total && k < maxPackets

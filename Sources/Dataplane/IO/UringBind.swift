@@ -83,7 +83,8 @@ public final class UringBind: UDPBind, @unchecked Sendable {  // the receive rin
 
     public func receive(buffers: UnsafePointer<UnsafeMutableRawPointer>, bufferCount: Int, capacity: Int,
                         packets: UnsafeMutablePointer<UnsafeMutableRawPointer>, lengths: UnsafeMutablePointer<UInt32>,
-                        endpoints: UnsafeMutablePointer<Endpoint>, maxPackets: Int, truncated: inout Int,
+                        endpoints: UnsafeMutablePointer<Endpoint>, tos: UnsafeMutablePointer<UInt8>,
+                        timestamps: UnsafeMutablePointer<UInt64>, maxPackets: Int, truncated: inout Int,
                         timeoutMs: Int32) throws -> Int {
         let count = ReceivedMessages.count(bufferCount: bufferCount, batchSize: batchSize, maxPackets: maxPackets,
                                            perMessage: datagramsPerMessage)
@@ -91,16 +92,17 @@ public final class UringBind: UDPBind, @unchecked Sendable {  // the receive rin
         let n = buffers.withMemoryRebound(to: Optional<UnsafeMutableRawPointer>.self, capacity: count) { bufs in
             messages.endpoints.withMemoryRebound(to: vf_endpoint.self, capacity: count) { eps in
                 vf_uring_rx_recv(rx, bufs, messages.caps, messages.lengths, eps, messages.truncated,
-                                 messages.segments, UInt32(count), timeoutMs)
+                                 messages.segments, messages.tos, messages.stamps, UInt32(count), timeoutMs)
             }
         }
         if n < 0 { throw SystemError("io_uring recvmsg", negated: Int(n)) }
         return messages.split(Int(n), buffers: buffers, packets: packets, lengths: lengths, endpoints: endpoints,
+                              tos: tos, timestamps: timestamps,
                               maxPackets: maxPackets, truncated: &truncated)
     }
 
     public func send(_ buffers: UnsafePointer<UnsafeMutableRawPointer>, lengths: UnsafePointer<UInt32>,
-                     endpoints: UnsafePointer<Endpoint>, count: Int) throws -> Int {
+                     endpoints: UnsafePointer<Endpoint>, tos: UnsafePointer<UInt8>?, count: Int) throws -> Int {
         var sent = 0
         var lastError: Int32 = 0
         var failure: Int32 = 0
@@ -114,7 +116,7 @@ public final class UringBind: UDPBind, @unchecked Sendable {  // the receive rin
                 let n = (buffers + done).withMemoryRebound(to: Optional<UnsafeMutableRawPointer>.self,
                                                            capacity: chunk) { bufs in
                     (endpoints + done).withMemoryRebound(to: vf_endpoint.self, capacity: chunk) { eps in
-                        vf_uring_tx_send(tx, bufs, lengths + done, eps, UInt32(chunk), &gso, UringBind.maxSegments,
+                        vf_uring_tx_send(tx, bufs, lengths + done, eps, tos.map { $0 + done }, UInt32(chunk), &gso, UringBind.maxSegments,
                                          &refused)
                     }
                 }
@@ -131,9 +133,9 @@ public final class UringBind: UDPBind, @unchecked Sendable {  // the receive rin
         return sent
     }
 
-    public func send(_ bytes: [UInt8], to endpoint: Endpoint) throws {
+    public func send(_ bytes: [UInt8], to endpoint: Endpoint, tos: UInt8) throws {
         var ep = endpoint.raw
-        let n = bytes.withUnsafeBytes { vf_udp_sendto(fd, family, $0.baseAddress, $0.count, &ep) }
+        let n = bytes.withUnsafeBytes { vf_udp_sendto(fd, family, $0.baseAddress, $0.count, &ep, tos) }
         if n < 0 { throw SystemError("sendto \(endpoint)", negated: n) }
     }
 

@@ -87,7 +87,7 @@ extension Device {
             if !checker.checkMac2(msg, source: source, now: now) {
                 counters.add(.rxDropBadMac2)
                 let reply = checker.createReply(to: msg, source: source, now: now)
-                if (try? bind.send(reply, to: source)) != nil { counters.add(.txCookieReplies) }
+                if (try? bind.send(reply, to: source, tos: DSCP.handshakeTOS)) != nil { counters.add(.txCookieReplies) }
                 return
             }
             if !limiter.allow(source.address, now: now) { counters.add(.rxDropRateLimited); return }
@@ -140,7 +140,7 @@ extension Device {
         }
         for k in dropped { indices.remove(k.localIndex) }
         do {
-            try bind.send(response, to: source)
+            try bind.send(response, to: source, tos: DSCP.handshakeTOS)
             counters.add(.txHandshakeResponses)
         } catch {
             logger.warning("sending handshake response to \(peer.shortName) at \(source) failed: \(error)")
@@ -219,7 +219,7 @@ extension Device {
         }
         peer.cookies.addMacs(&msg, peer: peer.keys, now: now)
         do {
-            try bind.send(msg, to: endpoint)
+            try bind.send(msg, to: endpoint, tos: DSCP.handshakeTOS)
             counters.add(.txHandshakeInitiations)
         } catch {
             logger.warning("sending handshake initiation to \(peer.shortName) at \(endpoint) failed: \(error)")

@@ -11,6 +11,10 @@ public enum Counter: Int, CaseIterable, Sendable {
     case rxDropBadMac, rxDropReplay, rxDropBadInner, rxDropDisallowedSource, rxDropHandshakeQueueFull
     case rxDropBadMac1, rxDropBadMac2, rxDropRateLimited, rxDropBadInitiation, rxDropBadResponse
     case rxDropBadCookie, rxDropStaleTimestamp, rxDropInitiationFlood, rxDropTunWrite
+    /// RFC 6040: inner Not-ECT under an outer CE must be dropped.
+    case rxDropEcnNotEctCe
+    // ECN through the tunnel: CE arriving on the outer header, and decapsulation anomalies ((!!!) and (!)).
+    case rxOuterCe, ecnAnomalyDangerous, ecnAnomalyPossiblyDangerous
     // Send-side drops.
     case txDropNoRoute, txDropNoEndpoint, txDropBadInner, txDropStagedOverflow, txDropNoKey, txDropSendError
     case txDropBadOffload

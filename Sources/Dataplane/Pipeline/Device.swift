@@ -36,6 +36,8 @@ public struct DeviceConfiguration: Sendable {
     public var rekeyAfterTime: UInt64 = ProtocolLimits.rekeyAfterTime
     /// Batches in flight per direction.
     public var batchesPerDirection = 16
+    /// Whether the outer DSCP is zero (as kernel WireGuard: nothing leaks) or copied from the inner packet.
+    public var dscp: DSCPMode = .zero
     /// The AEAD library the crypto workers use for transport data.
     public var aead: AEADImplementation = .libsodium
     /// Where each crypto worker runs (one entry per worker); nil: unpinned.
@@ -90,6 +92,9 @@ public final class Device: @unchecked Sendable {  // configuration is fixed afte
     let running = Atomic<Bool>(false)
     /// The key of the placeholder AEAD item that dropped packets keep.
     let dummyKey = SecretKey()
+    var dscpMode: DSCPMode { config.dscp }
+    /// When the last ECN anomaly line was logged (monotonic ns; 0: never).
+    let lastECNAnomalyLog = Atomic<UInt64>(0)
 
     public init(config: DeviceConfiguration, tun: any TunInterface, bind: any UDPBind,
                 clock: any MonotonicClock = SystemClock(), logger: Logger, counters: Counters = Counters()) throws {

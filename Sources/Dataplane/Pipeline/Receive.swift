@@ -20,7 +20,8 @@ extension Device {
             do {
                 n = try bind.receive(buffers: batch.buffers, bufferCount: batch.bufferCount,
                                      capacity: batch.bufferSize, packets: batch.packets, lengths: batch.lengths,
-                                     endpoints: batch.endpoints, maxPackets: batch.capacity,
+                                     endpoints: batch.endpoints, tos: batch.tos, timestamps: batch.timestamps,
+                                     maxPackets: batch.capacity,
                                      truncated: &truncated, timeoutMs: 1000)
                 counters.add(.rxDropTruncated, UInt64(truncated))
             } catch {
@@ -89,6 +90,7 @@ extension Device {
         var lastSource = [Int](repeating: 0, count: cap)
         while let batch = receiveQueue.popCrypted() {
             for s in 0..<batch.keypairs.count { authenticated[s] = 0; dataPackets[s] = 0; bytes[s] = 0 }
+            let now = clock.now()
             var m = 0
             for i in 0..<batch.count where batch.keypairSlot[i] != PacketBatch.dropped {
                 let slot = Int(batch.keypairSlot[i])
@@ -111,11 +113,25 @@ extension Device {
                     counters.add(.rxDropDisallowedSource)
                     continue
                 }
+                // RFC 6040 decapsulation: combine the outer ECN into the inner header (or drop).
+                let outer = batch.tos[i] & 0x03
+                if outer != 0 {
+                    if outer == ECNCodepoint.ce.rawValue { counters.add(.rxOuterCe) }
+                    switch ECN.decapsulate(packet: p, length: inner, outerTOS: batch.tos[i]) {
+                    case .drop:
+                        counters.add(.rxDropEcnNotEctCe)
+                        noteECNAnomaly(.dangerous, now: now)
+                        continue
+                    case .forward(_, let anomaly?):
+                        noteECNAnomaly(anomaly, now: now)
+                    case .forward(_, nil):
+                        break
+                    }
+                }
                 batch.ioPointers[m] = p
                 batch.ioLengths[m] = UInt32(inner)
                 m += 1
             }
-            let now = clock.now()
             var total: UInt64 = 0
             for (s, keypair) in batch.keypairs.enumerated() where authenticated[s] > 0 {
                 total += bytes[s]
@@ -186,5 +202,20 @@ extension Device {
             control.post(.flushStaged(peer.id))
         }
         if rekey { wantHandshake(peer) }
+    }
+}
+
+extension Device {
+    /// Counts an RFC 6040 decapsulation anomaly and logs at most one line per 10 s about them.
+    func noteECNAnomaly(_ anomaly: ECN.Anomaly, now: UInt64) {
+        switch anomaly {
+        case .dangerous: counters.add(.ecnAnomalyDangerous)
+        case .possiblyDangerous: counters.add(.ecnAnomalyPossiblyDangerous)
+        }
+        let last = lastECNAnomalyLog.load(ordering: .relaxed)
+        if last == 0 || now &- last >= 10 * ProtocolLimits.second {
+            lastECNAnomalyLog.store(now, ordering: .relaxed)
+            logger.warning("ECN decapsulation anomalies (RFC 6040): \(counters[.ecnAnomalyDangerous]) currently-unused (!!!), \(counters[.ecnAnomalyPossiblyDangerous]) possibly dangerous (!) combinations so far; the outer ECN field is being altered on the path")
+        }
     }
 }

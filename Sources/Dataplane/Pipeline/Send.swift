@@ -79,6 +79,8 @@ extension Device {
                                       length: Int32(padded))
             batch.lengths[i] = UInt32(MessageLayout.transportHeaderSize + padded + MessageLayout.tagSize)
             batch.endpoints[i] = endpoint
+            // RFC 6040 normal mode: the inner ECN field is copied out; DSCP only with --dscp copy.
+            batch.tos[i] = DSCP.outerTOS(innerTOS: ECN.readTOS(packet: p, length: length) ?? 0, mode: dscpMode)
             batch.keypairSlot[i] = batch.slot(for: keypair)
             live += 1
         }
@@ -110,12 +112,14 @@ extension Device {
                 batch.ioPointers[m] = batch.buffers[i]
                 batch.ioLengths[m] = batch.lengths[i]
                 batch.endpoints[m] = batch.endpoints[i]
+                batch.tos[m] = batch.tos[i]
                 batch.keypairSlot[m] = batch.keypairSlot[i]
                 m += 1
             }
             var sent = 0
             do {
-                sent = try bind.send(batch.ioPointers, lengths: batch.ioLengths, endpoints: batch.endpoints, count: m)
+                sent = try bind.send(batch.ioPointers, lengths: batch.ioLengths, endpoints: batch.endpoints,
+                                     tos: batch.tos, count: m)
             } catch {
                 logger.warning("sending \(m) packets failed: \(error)")
             }

@@ -45,6 +45,10 @@ public final class PacketBatch: @unchecked Sendable {  // ownership passes betwe
     /// Unpadded inner length (send).
     public let innerLengths: UnsafeMutablePointer<UInt32>
     public let endpoints: UnsafeMutablePointer<Endpoint>
+    /// Outer TOS / traffic class: to send with (send), as received (receive).
+    public let tos: UnsafeMutablePointer<UInt8>
+    /// Kernel receive timestamp, CLOCK_REALTIME ns (receive; 0 if unknown).
+    public let timestamps: UnsafeMutablePointer<UInt64>
     public let items: UnsafeMutablePointer<AEADItem>
     /// Index into `keypairs` for each packet, or `PacketBatch.dropped`.
     public let keypairSlot: UnsafeMutablePointer<UInt16>
@@ -69,6 +73,8 @@ public final class PacketBatch: @unchecked Sendable {  // ownership passes betwe
         lengths = .allocate(capacity: capacity); lengths.initialize(repeating: 0, count: capacity)
         innerLengths = .allocate(capacity: capacity); innerLengths.initialize(repeating: 0, count: capacity)
         endpoints = .allocate(capacity: capacity); endpoints.initialize(repeating: Endpoint(), count: capacity)
+        tos = .allocate(capacity: capacity); tos.initialize(repeating: 0, count: capacity)
+        timestamps = .allocate(capacity: capacity); timestamps.initialize(repeating: 0, count: capacity)
         let dummy = slab.base
         items = .allocate(capacity: capacity)
         items.initialize(repeating: AEADItem(data: dummy, key: UnsafeRawPointer(dummy), counter: 0, length: 0),
@@ -81,7 +87,7 @@ public final class PacketBatch: @unchecked Sendable {  // ownership passes betwe
 
     deinit {
         buffers.deallocate(); packets.deallocate(); lengths.deallocate(); innerLengths.deallocate()
-        endpoints.deallocate(); items.deallocate(); keypairSlot.deallocate(); ioPointers.deallocate()
+        endpoints.deallocate(); tos.deallocate(); timestamps.deallocate(); items.deallocate(); keypairSlot.deallocate(); ioPointers.deallocate()
         ioLengths.deallocate()
     }
 
