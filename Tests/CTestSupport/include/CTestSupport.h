@@ -7,4 +7,7 @@
 /// Returns 0 or -errno (-EPERM without CAP_SYS_ADMIN).
 int vf_test_enter_private_netns(void);
 
+/// Bytes the allocator really holds for a heap block (malloc_usable_size; <malloc.h> is not in Swift's Glibc).
+unsigned long vf_test_heap_block_size(void *block);
+
 #endif
