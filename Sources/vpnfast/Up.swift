@@ -33,6 +33,9 @@ struct Up: ParsableCommand {
     @Option(name: .long, help: "UDP I/O backend: auto, mmsg (recvmmsg/sendmmsg) or uring (io_uring). auto uses the one measured faster on this kernel and logs why.")
     var io: String = "auto"
 
+    @Option(name: .long, help: "Outer DSCP: zero (as kernel WireGuard: nothing about the inner traffic leaks) or copy (the inner DSCP is carried to the outer header so priority marking survives the tunnel). ECN is always carried (RFC 6040).")
+    var dscp: String = "zero"
+
     @Option(name: .long, help: "AEAD library for transport data: auto (measure both at start, use the faster), libsodium, openssl.")
     var aead: String = "auto"
 
@@ -47,6 +50,7 @@ struct Up: ParsableCommand {
         if let r = rekeyAfterTime, !(1...120).contains(r) {
             throw ValidationError("--rekey-after-time must be from 1 to 120 seconds")
         }
+        if dscp != "zero" && dscp != "copy" { throw ValidationError("--dscp must be zero or copy") }
         if !["auto", "mmsg", "uring"].contains(io) { throw ValidationError("--io must be auto, mmsg or uring") }
         if offloads != "on" && offloads != "off" { throw ValidationError("--offloads must be on or off") }
         if aead != "auto" && AEADImplementation(rawValue: aead) == nil {
@@ -75,6 +79,7 @@ struct Up: ParsableCommand {
             throw ExitCode(1)
         }
         if let r = rekeyAfterTime { loaded.device.rekeyAfterTime = UInt64(r) * 1_000_000_000 }
+        loaded.device.dscp = dscp == "copy" ? .copy : .zero
         if let chosen = AEADImplementation(rawValue: aead) {
             loaded.device.aead = chosen
         } else {
