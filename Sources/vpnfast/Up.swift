@@ -33,6 +33,18 @@ struct Up: ParsableCommand {
     @Option(name: .long, help: "UDP I/O backend: auto, mmsg (recvmmsg/sendmmsg) or uring (io_uring). auto uses the one measured faster on this kernel and logs why.")
     var io: String = "auto"
 
+    @Flag(name: .long, help: "Turn fq_codel and CoDel off: a plain FIFO ahead of the crypto pool (to measure their effect).")
+    var noAqm = false
+
+    @Flag(name: .long, help: "CoDel drops instead of marking ECN-capable packets CE.")
+    var noEcn = false
+
+    @Option(name: .long, help: "CoDel target sojourn time in milliseconds.")
+    var codelTarget: Double = 5
+
+    @Option(name: .long, help: "CoDel interval in milliseconds.")
+    var codelInterval: Double = 100
+
     @Option(name: .long, help: "Outer DSCP: zero (as kernel WireGuard: nothing about the inner traffic leaks) or copy (the inner DSCP is carried to the outer header so priority marking survives the tunnel). ECN is always carried (RFC 6040).")
     var dscp: String = "zero"
 
@@ -49,6 +61,10 @@ struct Up: ParsableCommand {
         if let t = threads, !(1...1024).contains(t) { throw ValidationError("--threads must be from 1 to 1024") }
         if let r = rekeyAfterTime, !(1...120).contains(r) {
             throw ValidationError("--rekey-after-time must be from 1 to 120 seconds")
+        }
+        if !(codelTarget > 0 && codelTarget <= 1000) { throw ValidationError("--codel-target must be in (0, 1000] ms") }
+        if !(codelInterval >= codelTarget && codelInterval <= 10000) {
+            throw ValidationError("--codel-interval must be at least the target and at most 10000 ms")
         }
         if dscp != "zero" && dscp != "copy" { throw ValidationError("--dscp must be zero or copy") }
         if !["auto", "mmsg", "uring"].contains(io) { throw ValidationError("--io must be auto, mmsg or uring") }
@@ -80,6 +96,11 @@ struct Up: ParsableCommand {
         }
         if let r = rekeyAfterTime { loaded.device.rekeyAfterTime = UInt64(r) * 1_000_000_000 }
         loaded.device.dscp = dscp == "copy" ? .copy : .zero
+        loaded.device.aqm = !noAqm
+        loaded.device.ecn = !noEcn
+        loaded.device.codelTarget = UInt64(codelTarget * 1e6)
+        loaded.device.codelInterval = UInt64(codelInterval * 1e6)
+        logger.info("queueing: \(noAqm ? "FIFO (--no-aqm)" : "fq_codel per peer, CoDel target \(codelTarget) ms interval \(codelInterval) ms, ECN \(noEcn ? "off" : "on")")")
         if let chosen = AEADImplementation(rawValue: aead) {
             loaded.device.aead = chosen
         } else {

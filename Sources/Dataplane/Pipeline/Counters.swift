@@ -18,6 +18,8 @@ public enum Counter: Int, CaseIterable, Sendable {
     // Send-side drops.
     case txDropNoRoute, txDropNoEndpoint, txDropBadInner, txDropStagedOverflow, txDropNoKey, txDropSendError
     case txDropBadOffload
+    // fq_codel on the send path: drops at the queue limit (from the fattest flow), CoDel drops, CE marks.
+    case txDropAqmLimit, txDropCodel, txCeMarks
 
     /// The name used in logs and `show` output, e.g. rx_drop_bad_mac.
     public var name: String {

@@ -36,6 +36,12 @@ public struct DeviceConfiguration: Sendable {
     public var rekeyAfterTime: UInt64 = ProtocolLimits.rekeyAfterTime
     /// Batches in flight per direction.
     public var batchesPerDirection = 16
+    /// fq_codel ahead of the crypto pool (false: a plain FIFO, for comparison).
+    public var aqm = true
+    /// CoDel marks ECN-capable packets CE instead of dropping them.
+    public var ecn = true
+    public var codelTarget: UInt64 = CoDelParameters.defaultTarget
+    public var codelInterval: UInt64 = CoDelParameters.defaultInterval
     /// Whether the outer DSCP is zero (as kernel WireGuard: nothing leaks) or copied from the inner packet.
     public var dscp: DSCPMode = .zero
     /// The AEAD library the crypto workers use for transport data.
@@ -81,6 +87,8 @@ public final class Device: @unchecked Sendable {  // configuration is fixed afte
     /// Headroom in front of each send packet for the transport header, so sealing is in place.
     static let headroom = MessageLayout.transportHeaderSize
     let sendPool: BatchPool
+    /// fq_codel state of the send path (nil with --no-aqm).
+    let sendQueueing: SendQueueing?
     let receivePool: BatchPool
     let cryptoQueue: CryptoQueue
     /// Packets per crypto job: small enough that every worker gets a share of a large batch.
@@ -127,12 +135,25 @@ public final class Device: @unchecked Sendable {  // configuration is fixed afte
         // A send buffer holds the transport header, the padded packet and the tag.
         let slotSize = max(2048, Device.headroom + (max(config.mtu, 1500) + 15) / 16 * 16 + 64)
         let n = config.batchesPerDirection
-        sendPool = BatchPool(batches: n, buffersPerBatch: PacketBatch.capacity, bufferSize: slotSize,
-                             packetsPerBatch: PacketBatch.capacity)
+        if config.aqm {
+            // Packets live in the queueing slots; batches only carry pointers to them.
+            // Per peer at most 4096 packets / 8 MiB queued (CoDel keeps the standing queue far below that; the
+            // limit only catches unresponsive floods), out of 8192 slots (16 MiB) for the whole device.
+            let params = FQCoDelParameters(mtu: UInt32(max(256, config.mtu)), limitPackets: 4096,
+                                           memoryLimitBytes: 8 << 20, target: config.codelTarget,
+                                           interval: config.codelInterval, ecn: config.ecn)
+            sendQueueing = SendQueueing(peers: peers.count, slots: 8192, slotSize: slotSize, parameters: params,
+                                        budget: max(2, config.threads) * 2 * PacketBatch.capacity)
+            sendPool = BatchPool(batches: n, buffersPerBatch: 1, bufferSize: 64, packetsPerBatch: PacketBatch.capacity)
+        } else {
+            sendQueueing = nil
+            sendPool = BatchPool(batches: n, buffersPerBatch: PacketBatch.capacity, bufferSize: slotSize,
+                                 packetsPerBatch: PacketBatch.capacity)
+        }
         // A receive buffer holds one message from the socket, which with UDP GRO may carry many datagrams.
         let perMessage = max(1, bind.datagramsPerMessage)
         let messages = perMessage > 1 ? min(16, bind.batchSize) : min(PacketBatch.capacity, bind.batchSize)
-        receivePool = BatchPool(batches: n, buffersPerBatch: messages,
+        receivePool = BatchPool(batches: perMessage > 1 ? max(4, n / 2) : n, buffersPerBatch: messages,
                                 bufferSize: max(bind.receiveBufferSize, slotSize),
                                 packetsPerBatch: messages * perMessage)
         let maxChunks = (messages * perMessage + Device.cryptoChunk - 1) / Device.cryptoChunk
@@ -157,7 +178,9 @@ public final class Device: @unchecked Sendable {  // configuration is fixed afte
                 cryptoWorkerLoop(context: AEADContext(config.aead))
             })
         }
-        threads.append(PipelineThread(name: "vf-tun-reader") { [self] in tunReaderLoop() })
+        threads.append(PipelineThread(name: "vf-tun-reader") { [self] in
+            if let q = sendQueueing { tunReaderLoopAQM(q) } else { tunReaderLoop() }
+        })
         threads.append(PipelineThread(name: "vf-udp-writer") { [self] in udpWriterLoop() })
         threads.append(PipelineThread(name: "vf-udp-reader") { [self] in udpReaderLoop() })
         threads.append(PipelineThread(name: "vf-tun-writer") { [self] in tunWriterLoop() })

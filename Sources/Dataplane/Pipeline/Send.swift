@@ -109,7 +109,7 @@ extension Device {
         while let batch = sendQueue.popCrypted() {
             var m = 0
             for i in 0..<batch.count where batch.keypairSlot[i] != PacketBatch.dropped {
-                batch.ioPointers[m] = batch.buffers[i]
+                batch.ioPointers[m] = batch.packets[i]
                 batch.ioLengths[m] = batch.lengths[i]
                 batch.endpoints[m] = batch.endpoints[i]
                 batch.tos[m] = batch.tos[i]
@@ -136,6 +136,7 @@ extension Device {
                 afterSend(peer, keypair: keypair, data: true, now: now)
             }
             counters.add(.txBytes, total)
+            if let q = sendQueueing { returnSlots(q, batch) }
             sendPool.give(batch)
         }
     }

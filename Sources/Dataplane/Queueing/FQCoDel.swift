@@ -165,6 +165,9 @@ public final class FQCoDelShared: @unchecked Sendable {  // slot i is written on
     deinit { slots.deallocate() }
 
     public func makePeerQueue() -> PeerQueue { PeerQueue(shared: self) }
+
+    /// The length `handle` was enqueued with (valid while it is queued or just dequeued).
+    @inline(__always) public func length(of handle: UInt32) -> UInt32 { slots[Int(handle)].length }
 }
 
 /// CoDel's view of one flow during a dequeue: pops from the flow, keeps the peer's totals, chains drops.

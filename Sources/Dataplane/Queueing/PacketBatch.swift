@@ -52,6 +52,8 @@ public final class PacketBatch: @unchecked Sendable {  // ownership passes betwe
     public let items: UnsafeMutablePointer<AEADItem>
     /// Index into `keypairs` for each packet, or `PacketBatch.dropped`.
     public let keypairSlot: UnsafeMutablePointer<UInt16>
+    /// Send with fq_codel: the packet slot each packet lives in, given back after sending.
+    public let handles: UnsafeMutablePointer<UInt32>
     public static let dropped: UInt16 = 0xffff
     /// Distinct keypairs the batch uses; holding them keeps their keys alive while workers use raw pointers.
     public var keypairs: [Keypair] = []
@@ -80,6 +82,7 @@ public final class PacketBatch: @unchecked Sendable {  // ownership passes betwe
         items.initialize(repeating: AEADItem(data: dummy, key: UnsafeRawPointer(dummy), counter: 0, length: 0),
                          count: capacity)
         keypairSlot = .allocate(capacity: capacity); keypairSlot.initialize(repeating: 0, count: capacity)
+        handles = .allocate(capacity: capacity); handles.initialize(repeating: 0, count: capacity)
         ioPointers = .allocate(capacity: capacity); ioPointers.initialize(repeating: dummy, count: capacity)
         ioLengths = .allocate(capacity: capacity); ioLengths.initialize(repeating: 0, count: capacity)
         keypairs.reserveCapacity(capacity)
@@ -87,7 +90,7 @@ public final class PacketBatch: @unchecked Sendable {  // ownership passes betwe
 
     deinit {
         buffers.deallocate(); packets.deallocate(); lengths.deallocate(); innerLengths.deallocate()
-        endpoints.deallocate(); tos.deallocate(); timestamps.deallocate(); items.deallocate(); keypairSlot.deallocate(); ioPointers.deallocate()
+        endpoints.deallocate(); tos.deallocate(); timestamps.deallocate(); items.deallocate(); keypairSlot.deallocate(); handles.deallocate(); ioPointers.deallocate()
         ioLengths.deallocate()
     }
 
@@ -137,6 +140,19 @@ public final class BatchPool: @unchecked Sendable {  // `free` is only touched u
             return b
         }
     }
+
+    /// A free batch if there is one, without waiting.
+    public func tryTake() -> PacketBatch? {
+        lock.withLock {
+            if closed || free.isEmpty { return nil }
+            let b = free.removeLast()
+            b.reset()
+            return b
+        }
+    }
+
+    /// Batches free right now.
+    public var available: Int { lock.withLock { free.count } }
 
     public func give(_ b: PacketBatch) {
         lock.withLock {

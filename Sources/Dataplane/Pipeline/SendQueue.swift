@@ -1,0 +1,246 @@
+// The send path with fq_codel (the default; --no-aqm keeps the plain FIFO path of Send.swift):
+//   tun-reader: drain the TUN promptly into packet slots → route to a peer (no session: stage and ask for a
+//               handshake) → hash the inner flow → enqueue in the peer's FQ-CoDel (over the limit: drop from the
+//               fattest flow) → while the crypto pool has room (a fixed budget of packets in flight, like BQL),
+//               dequeue round-robin across active peers (CoDel drops or CE-marks here, on the time spent queued)
+//               → nonces, headers, outer TOS → send queue + crypto queue.
+//   udp-writer: after sending a batch, gives its slots back and wakes the reader if it waits for room.
+// So the standing queue forms in fq_codel, where it is managed, not in the crypto pool or the TUN.
+import Crypto
+import Synchronization
+
+/// Send-side queueing state. Everything but `returned`/`inFlight`/`waiting` belongs to the tun-reader thread.
+final class SendQueueing: @unchecked Sendable {  // the reader owns the queues; `returned` is locked, the rest atomic
+    let slab: PacketSlab
+    let fq: FQCoDelShared
+    var queues: [PeerQueue?]
+    var freeSlots: [UInt32]
+    var active: [Int32] = []
+    var isActive: [Bool]
+    var cursor = 0
+    let hasher: FlowHasher
+    var dropped: [UInt32] = []
+    /// Slots the writer has finished with, waiting to be taken back by the reader (one lock per batch).
+    let returnLock = ConditionLock()
+    var returned: [UInt32] = []
+    let inFlight = Atomic<Int>(0)
+    let waiting = Atomic<Bool>(false)
+    let budget: Int
+    let readPointers: UnsafeMutablePointer<UnsafeMutableRawPointer>
+    let readLengths: UnsafeMutablePointer<UInt32>
+    let readHandles: UnsafeMutablePointer<UInt32>
+
+    init(peers: Int, slots: Int, slotSize: Int, parameters: FQCoDelParameters, budget: Int) {
+        slab = PacketSlab(slotSize: slotSize, slotCount: slots)
+        fq = FQCoDelShared(handleCapacity: slots, parameters: parameters)
+        queues = Array(repeating: nil, count: peers)
+        isActive = Array(repeating: false, count: peers)
+        freeSlots = (0..<UInt32(slots)).reversed().map { $0 }
+        returned.reserveCapacity(slots)
+        dropped.reserveCapacity(4 * parameters.dropBatchSize + parameters.codel.maxDropsPerDequeue)
+        active.reserveCapacity(peers)
+        hasher = FlowHasher(key: SecureRandom.bytes(16))
+        self.budget = budget
+        readPointers = .allocate(capacity: PacketBatch.capacity)
+        readPointers.initialize(repeating: slab.base, count: PacketBatch.capacity)
+        readLengths = .allocate(capacity: PacketBatch.capacity)
+        readLengths.initialize(repeating: 0, count: PacketBatch.capacity)
+        readHandles = .allocate(capacity: PacketBatch.capacity)
+        readHandles.initialize(repeating: 0, count: PacketBatch.capacity)
+    }
+
+    deinit { readPointers.deallocate(); readLengths.deallocate(); readHandles.deallocate() }
+
+    /// Takes back the slots the writer returned.
+    func reclaim() {
+        returnLock.withLock {
+            if !returned.isEmpty {
+                freeSlots.append(contentsOf: returned)
+                returned.removeAll(keepingCapacity: true)
+            }
+        }
+    }
+
+    var queuedPackets: Int { queues.reduce(0) { $0 + ($1?.queuedPackets ?? 0) } }
+}
+
+extension Device {
+    func tunReaderLoopAQM(_ q: SendQueueing) {
+        let headroom = Device.headroom
+        let capacity = q.slab.slotSize - headroom - MessageLayout.tagSize - MessageLayout.paddingMultiple
+        while isRunning {
+            q.reclaim()
+            let haveQueued = !q.active.isEmpty
+            var room = q.inFlight.load(ordering: .sequentiallyConsistent) < q.budget && sendPool.available > 0
+            if haveQueued && !room {
+                // About to wait for the writer: say so first, then look again, so a batch finishing in between
+                // still wakes us (the TUN's wake-up stays pending until the next read).
+                q.waiting.store(true, ordering: .sequentiallyConsistent)
+                room = q.inFlight.load(ordering: .sequentiallyConsistent) < q.budget && sendPool.available > 0
+            }
+            // Block on the TUN only when there is nothing we could do without new packets.
+            let timeout: Int32 = (haveQueued && room) ? 0 : 1000
+            // A read may return a whole super-packet split into up to a batch of segments: read only with a
+            // batch's worth of free slots, so the split never has to drop for lack of room.
+            let want = q.freeSlots.count >= PacketBatch.capacity ? PacketBatch.capacity : 0
+            var n = 0
+            if want > 0 {
+                for i in 0..<want {
+                    let h = q.freeSlots[q.freeSlots.count - 1 - i]
+                    q.readHandles[i] = h
+                    q.readPointers[i] = q.slab.slot(Int(h)) + headroom
+                }
+                do {
+                    n = try tun.read(q.readPointers, capacity: capacity, lengths: q.readLengths, count: want,
+                                     timeoutMs: timeout)
+                } catch {
+                    if isRunning { logger.error("reading from \(tun.name) failed: \(error)") }
+                    break
+                }
+                q.waiting.store(false, ordering: .relaxed)
+                q.freeSlots.removeLast(n)
+            } else {
+                // (Nearly) every slot is queued or in flight: wait for the writer to return some.
+                q.returnLock.withLock { if q.returned.isEmpty { q.returnLock.wait(nanoseconds: 100_000_000) } }
+                q.waiting.store(false, ordering: .relaxed)
+            }
+            if n > 0 { enqueueRead(q, n) }
+            schedule(q)
+        }
+    }
+
+    /// Routes and enqueues the `n` packets just read into q.readHandles / q.readLengths.
+    func enqueueRead(_ q: SendQueueing, _ n: Int) {
+        let now = clock.now()
+        let headroom = Device.headroom
+        for i in 0..<n {
+            let h = q.readHandles[i]
+            let p = q.slab.slot(Int(h)) + headroom
+            let length = Int(q.readLengths[i])
+            guard let peerID = destinationPeer(p, length) else { q.freeSlots.append(h); continue }
+            let peer = peers[Int(peerID)]
+            let (hasKey, hasEndpoint) = peer.lock.withLock { (peer.sendingKeypair(now: now) != nil, peer.endpoint != nil) }
+            guard hasEndpoint else {
+                counters.add(.txDropNoEndpoint)
+                q.freeSlots.append(h)
+                continue
+            }
+            if !hasKey && (q.queues[Int(peerID)]?.queuedPackets ?? 0) == 0 {
+                stageAndAsk(peer, p, length)
+                q.freeSlots.append(h)
+                continue
+            }
+            let queue: PeerQueue
+            if let existing = q.queues[Int(peerID)] { queue = existing } else {
+                queue = q.fq.makePeerQueue()
+                q.queues[Int(peerID)] = queue
+            }
+            let ecn = (ECN.readECN(packet: p, length: length) ?? .notECT) != .notECT
+            let r = queue.enqueue(handle: h, length: UInt32(max(length, 1)), hash: q.hasher.hash(packet: p, length: length),
+                                  ecnCapable: ecn, now: now, dropped: &q.dropped)
+            if r.dropped > 0 {
+                counters.add(.txDropAqmLimit, UInt64(r.dropped))
+                q.freeSlots.append(contentsOf: q.dropped)
+                q.dropped.removeAll(keepingCapacity: true)
+            }
+            if !q.isActive[Int(peerID)] {
+                q.isActive[Int(peerID)] = true
+                q.active.append(peerID)
+            }
+        }
+    }
+
+    func stageAndAsk(_ peer: Peer, _ p: UnsafeRawPointer, _ length: Int) {
+        let overflow = peer.lock.withLock { peer.stage(p, length) }
+        if overflow { counters.add(.txDropStagedOverflow) }
+        wantHandshake(peer)
+    }
+
+    /// Moves packets from the peers' fq_codel queues into crypto batches while the in-flight budget allows.
+    func schedule(_ q: SendQueueing) {
+        while !q.active.isEmpty && q.inFlight.load(ordering: .acquiring) < q.budget {
+            guard let batch = sendPool.tryTake() else { return }
+            batch.work = .encrypt
+            let now = clock.now()
+            var scanned = 0
+            // Round-robin over active peers, a bounded share each, until the batch is full or all are empty.
+            while batch.count < batch.capacity && !q.active.isEmpty && scanned < q.active.count * 2 {
+                if q.cursor >= q.active.count { q.cursor = 0 }
+                let peerID = q.active[q.cursor]
+                let peer = peers[Int(peerID)]
+                let queue = q.queues[Int(peerID)]!
+                let (keypair, endpoint) = peer.lock.withLock { (peer.sendingKeypair(now: now), peer.endpoint) }
+                var taken = 0
+                while taken < 64 && batch.count < batch.capacity, let d = queue.dequeue(now: now, dropped: &q.dropped) {
+                    let h = d.handle
+                    let p = q.slab.slot(Int(h)) + Device.headroom
+                    let length = Int(q.fq.length(of: h))
+                    if d.markCE {
+                        _ = ECN.markCE(packet: p, length: length)
+                        counters.add(.txCeMarks)
+                    }
+                    taken += 1
+                    guard let keypair, let endpoint, let counter = keypair.reserveCounters(1, now: now) else {
+                        // The session ended while the packet queued: keep it for the next one.
+                        stageAndAsk(peer, p, length)
+                        q.freeSlots.append(h)
+                        continue
+                    }
+                    prepare(batch, batch.count, slot: q.slab.slot(Int(h)), length: length, keypair: keypair,
+                            counter: counter, endpoint: endpoint)
+                    batch.handles[batch.count] = h
+                    batch.count += 1
+                }
+                if !q.dropped.isEmpty {
+                    counters.add(.txDropCodel, UInt64(q.dropped.count))
+                    q.freeSlots.append(contentsOf: q.dropped)
+                    q.dropped.removeAll(keepingCapacity: true)
+                }
+                if queue.queuedPackets == 0 {
+                    q.isActive[Int(peerID)] = false
+                    q.active.remove(at: q.cursor)
+                    _ = queue.releaseIfIdle(now: now)
+                } else {
+                    q.cursor += 1
+                }
+                scanned += 1
+            }
+            if batch.count == 0 {
+                sendPool.give(batch)
+                continue
+            }
+            q.inFlight.add(batch.count, ordering: .acquiringAndReleasing)
+            sendQueue.push(batch)
+            cryptoQueue.push(batch, chunk: Device.cryptoChunk)
+        }
+    }
+
+    /// Fills packet i of a send batch whose inner packet sits at slot + headroom.
+    @inline(__always)
+    func prepare(_ batch: PacketBatch, _ i: Int, slot h: UnsafeMutableRawPointer, length: Int, keypair: Keypair,
+                 counter: UInt64, endpoint: Endpoint) {
+        let p = h + Device.headroom
+        let padded = paddedLength(length, mtu: mtu)
+        if padded > length { (p + length).initializeMemory(as: UInt8.self, repeating: 0, count: padded - length) }
+        storeLE32(h, 0, MessageType.transport.rawValue)
+        storeLE32(h, 4, keypair.remoteIndex)
+        storeLE64(h, 8, counter)
+        batch.packets[i] = h
+        batch.items[i] = AEADItem(data: p, key: keypair.sendKey.unsafePointer, counter: counter, length: Int32(padded))
+        batch.lengths[i] = UInt32(MessageLayout.transportHeaderSize + padded + MessageLayout.tagSize)
+        batch.innerLengths[i] = UInt32(length)
+        batch.endpoints[i] = endpoint
+        batch.tos[i] = DSCP.outerTOS(innerTOS: ECN.readTOS(packet: p, length: length) ?? 0, mode: dscpMode)
+        batch.keypairSlot[i] = batch.slot(for: keypair)
+    }
+
+    /// The writer's side: give a sent batch's slots back and wake the reader if it waits for room.
+    func returnSlots(_ q: SendQueueing, _ batch: PacketBatch) {
+        q.returnLock.withLock {
+            for i in 0..<batch.count { q.returned.append(batch.handles[i]) }
+            q.returnLock.signal()
+        }
+        q.inFlight.subtract(batch.count, ordering: .sequentiallyConsistent)
+        if q.waiting.load(ordering: .sequentiallyConsistent) { tun.wake() }
+    }
+}
