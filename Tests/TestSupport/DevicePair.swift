@@ -21,7 +21,7 @@ public final class DevicePair: @unchecked Sendable {  // built once by the test 
     /// `bEndpointKnown`: whether B is configured with A's endpoint (otherwise only A can initiate).
     public init(threads: Int = 2, batchSize: Int = PacketBatch.capacity, presharedKey: SecretKey? = nil,
                 clock: any MonotonicClock = SystemClock(), bEndpointKnown: Bool = false,
-                rekeyAfterTime: UInt64? = nil, dscp: DSCPMode = .zero) throws {
+                rekeyAfterTime: UInt64? = nil, dscp: DSCPMode = .zero, aqm: Bool = true) throws {
         let keyA = X25519.generatePrivateKey()
         let keyB = X25519.generatePrivateKey()
         tunA = ChannelTun(name: "chanA", batchSize: batchSize)
@@ -40,6 +40,8 @@ public final class DevicePair: @unchecked Sendable {  // built once by the test 
         if let r = rekeyAfterTime { configA.rekeyAfterTime = r; configB.rekeyAfterTime = r }
         configA.dscp = dscp
         configB.dscp = dscp
+        configA.aqm = aqm
+        configB.aqm = aqm
         configA.batchesPerDirection = 8
         configB.batchesPerDirection = 8
         var logA = Logger(label: "A"); logA.logLevel = .warning
