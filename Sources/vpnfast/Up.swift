@@ -10,13 +10,12 @@ struct Up: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "up",
         abstract: "Create the interface described by CONFIG and run the tunnel until SIGINT or SIGTERM.",
-        discussion: """
-            CONFIG is a wg-quick style file: [Interface] PrivateKey, ListenPort, Address, MTU; one or more [Peer]
-            sections with PublicKey, PresharedKey, AllowedIPs, Endpoint, PersistentKeepalive. The interface is
-            named after the file (wg0.conf gives wg0) unless --interface is given. vpnfast assigns the addresses,
-            sets the MTU (default 1420), brings the link up and adds a route for each peer's AllowedIPs (except
-            default routes). On SIGINT or SIGTERM it removes the interface and exits 0. SIGUSR1 logs the counters.
-            """)
+        discussion: "CONFIG is a wg-quick style file: [Interface] PrivateKey, ListenPort, Address, MTU; one or more "
+            + "[Peer] sections with PublicKey, PresharedKey, AllowedIPs, Endpoint, PersistentKeepalive. The interface "
+            + "is named after the file (wg0.conf gives wg0) unless --interface is given. vpnfast assigns the "
+            + "addresses, sets the MTU (default 1420), brings the link up and adds a route for each peer's AllowedIPs "
+            + "(except default routes). On SIGINT or SIGTERM it removes the interface and exits 0. SIGUSR1 logs the "
+            + "counters.")
 
     @Argument(help: "The configuration file.")
     var config: String

@@ -6,10 +6,8 @@ struct VPNFast: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vpnfast",
         abstract: "A userspace WireGuard-protocol VPN data plane for Linux.",
-        discussion: """
-            vpnfast speaks the WireGuard protocol and interoperates with kernel WireGuard and wireguard-go.
-            It reads wg-quick style configuration files.
-            """,
+        discussion: "vpnfast speaks the WireGuard protocol and interoperates with kernel WireGuard and wireguard-go. "
+            + "It reads wg-quick style configuration files.",
         subcommands: [Up.self, GenKey.self, PubKey.self, Bench.self]
     )
 }
