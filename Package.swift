@@ -6,6 +6,10 @@ let package = Package(
     name: "vpnfast",
     products: [
         .executable(name: "vpnfast", targets: ["vpnfast"]),
+        // For the benchmark package in Benchmarks/ (its own package, so its dependencies stay out of the product):
+        // the data plane, and the in-memory TUN/UDP doubles that drive it.
+        .library(name: "VPNFastCore", targets: ["Dataplane", "Crypto"]),
+        .library(name: "VPNFastTestSupport", targets: ["TestSupport"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),

@@ -8,6 +8,8 @@ extension Device {
         let limiter = RateLimiter()
         var underLoadUntil: UInt64 = 0
         var nextGC: UInt64 = 0
+        var events: [ControlEvent] = []
+        events.reserveCapacity(control.capacity)
         while isRunning {
             var now = clock.now()
             var deadline = now + ProtocolLimits.second
@@ -15,7 +17,7 @@ extension Device {
                 if let d = p.lock.withLock({ p.timers.nextDeadline }), d < deadline { deadline = d }
             }
             let wait = deadline > now ? deadline - now : 0
-            guard let (events, queued) = control.drain(waitNanoseconds: wait) else { break }
+            guard let queued = control.drain(into: &events, waitNanoseconds: wait) else { break }
             now = clock.now()
             if queued >= ProtocolLimits.underLoadQueueLength { underLoadUntil = now + ProtocolLimits.underLoadAfterTime }
             let underLoad = now < underLoadUntil

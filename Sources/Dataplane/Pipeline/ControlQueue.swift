@@ -11,7 +11,7 @@ public enum ControlEvent: Sendable {
 public final class ControlQueue: @unchecked Sendable {  // `events` is only touched under `lock`
     private var events: [ControlEvent] = []
     private var messageCount = 0
-    private let capacity: Int
+    public let capacity: Int
     private let lock = ConditionLock()
     private var closed = false
 
@@ -34,17 +34,18 @@ public final class ControlQueue: @unchecked Sendable {  // `events` is only touc
         }
     }
 
-    /// Takes every queued event, waiting up to `nanoseconds` for the first. Also returns how many handshake
-    /// messages were queued (the load signal for cookies).
-    public func drain(waitNanoseconds: UInt64) -> (events: [ControlEvent], queuedMessages: Int)? {
-        lock.withLock {
+    /// Moves every queued event into `out` (whose old contents are dropped), waiting up to `nanoseconds` for the
+    /// first. Returns how many handshake messages were queued (the load signal for cookies); nil once closed.
+    /// The two arrays trade storage, so a caller that keeps passing the same one allocates nothing.
+    public func drain(into out: inout [ControlEvent], waitNanoseconds: UInt64) -> Int? {
+        out.removeAll(keepingCapacity: true)
+        return lock.withLock {
             if events.isEmpty && !closed && waitNanoseconds > 0 { lock.wait(nanoseconds: waitNanoseconds) }
             if closed { return nil }
-            let out = events
+            swap(&out, &events)
             let n = messageCount
-            events.removeAll(keepingCapacity: true)
             messageCount = 0
-            return (out, n)
+            return n
         }
     }
 

@@ -89,9 +89,17 @@ public struct PeerTimers: Sendable {
     }
 
     /// The earliest pending deadline, to size the control thread's sleep.
+    /// (Read every time the control thread goes to sleep, so it builds no array.)
     public var nextDeadline: UInt64? {
-        [retransmitHandshake, sendKeepalive, newHandshake, zeroKeyMaterial, persistentKeepalive]
-            .compactMap { $0 }.min()
+        Self.earlier(Self.earlier(Self.earlier(Self.earlier(retransmitHandshake, sendKeepalive), newHandshake),
+                                  zeroKeyMaterial), persistentKeepalive)
+    }
+
+    /// The earlier of two optional deadlines (nil: not pending).
+    @inline(__always) private static func earlier(_ a: UInt64?, _ b: UInt64?) -> UInt64? {
+        guard let a else { return b }
+        guard let b else { return a }
+        return min(a, b)
     }
 
     /// Fires every timer due at `now` and returns what the peer must do, in a fixed order.
