@@ -16,6 +16,8 @@ final class StreamingPairTests: XCTestCase {
         let packets: UnsafeMutablePointer<UnsafeMutableRawPointer>
         let lengths: UnsafeMutablePointer<UInt32>
         let endpoints: UnsafeMutablePointer<Endpoint>
+        let tos: UnsafeMutablePointer<UInt8>
+        let stamps: UnsafeMutablePointer<UInt64>
         init(count: Int, size: Int = 2048) {
             self.count = count
             slab = .allocate(byteCount: count * size, alignment: 16)
@@ -26,11 +28,15 @@ final class StreamingPairTests: XCTestCase {
             lengths = .allocate(capacity: count)
             lengths.initialize(repeating: 0, count: count)
             endpoints = .allocate(capacity: count)
+            tos = .allocate(capacity: count)
+            stamps = .allocate(capacity: count)
             endpoints.initialize(repeating: Endpoint(), count: count)
         }
         deinit {
             slab.deallocate(); pointers.deallocate(); packets.deallocate(); lengths.deallocate()
             endpoints.deallocate()
+            tos.deallocate()
+            stamps.deallocate()
         }
         func bytes(_ i: Int, _ length: Int) -> [UInt8] {
             Array(UnsafeRawBufferPointer(start: pointers[i], count: length))
@@ -83,8 +89,8 @@ final class StreamingPairTests: XCTestCase {
 
     func testRingBindDeliversInOrderWithSource() throws {
         let net = RingNetwork(slotCount: 8, slotSize: 256)
-        let eA = Endpoint(address: IPAddress("10.0.0.1")!, port: 1)
-        let eB = Endpoint(address: IPAddress("10.0.0.2")!, port: 2)
+        let eA = Endpoint(address: IPAddress("198.18.0.1")!, port: 1)
+        let eB = Endpoint(address: IPAddress("198.18.0.2")!, port: 2)
         let a = net.bind(at: eA), b = net.bind(at: eB, batchSize: 4)
         try a.send([1, 2, 3], to: eB)
         try a.send([4, 5], to: eB)
@@ -93,14 +99,14 @@ final class StreamingPairTests: XCTestCase {
         out.endpoints.initialize(repeating: eB, count: 3)
         XCTAssertEqual(try a.send(out.pointers, lengths: out.lengths, endpoints: out.endpoints, count: 3), 3)
         // To nobody: lost, as on a real network.
-        XCTAssertNoThrow(try a.send([9], to: Endpoint(address: IPAddress("10.0.0.3")!, port: 3)))
+        XCTAssertNoThrow(try a.send([9], to: Endpoint(address: IPAddress("198.18.0.3")!, port: 3)))
 
         let r = Buffers(count: 8)
         var truncated = 0
         var got: [[UInt8]] = []
         while got.count < 5 {
             let n = try b.receive(buffers: r.pointers, bufferCount: 8, capacity: 2048, packets: r.packets,
-                                  lengths: r.lengths, endpoints: r.endpoints, maxPackets: 8, truncated: &truncated,
+                                  lengths: r.lengths, endpoints: r.endpoints, tos: r.tos, timestamps: r.stamps, maxPackets: 8, truncated: &truncated,
                                   timeoutMs: 100)
             XCTAssertGreaterThan(n, 0)
             XCTAssertLessThanOrEqual(n, 4, "more than the bind's batch size")
@@ -117,8 +123,8 @@ final class StreamingPairTests: XCTestCase {
 
     func testRingBindWaitsForRoomThenDropsWhenNobodyReads() throws {
         let net = RingNetwork(slotCount: 4, slotSize: 64, sendTimeoutMs: 200)
-        let eA = Endpoint(address: IPAddress("10.0.0.1")!, port: 1)
-        let eB = Endpoint(address: IPAddress("10.0.0.2")!, port: 2)
+        let eA = Endpoint(address: IPAddress("198.18.0.1")!, port: 1)
+        let eB = Endpoint(address: IPAddress("198.18.0.2")!, port: 2)
         let a = net.bind(at: eA), b = net.bind(at: eB)
         let out = Buffers(count: 6)
         for i in 0..<6 { out.lengths[i] = 8 }
@@ -138,7 +144,7 @@ final class StreamingPairTests: XCTestCase {
         let deadline = SystemClock().now() + 5 * second
         while received < 8 && SystemClock().now() < deadline {
             received += try b.receive(buffers: r.pointers, bufferCount: 8, capacity: 2048, packets: r.packets,
-                                      lengths: r.lengths, endpoints: r.endpoints, maxPackets: 8,
+                                      lengths: r.lengths, endpoints: r.endpoints, tos: r.tos, timestamps: r.stamps, maxPackets: 8,
                                       truncated: &truncated, timeoutMs: 10)
         }
         wait(for: [done], timeout: 5)
@@ -147,8 +153,8 @@ final class StreamingPairTests: XCTestCase {
 
     func testRingBindDiscardsTransportButNotHandshakes() throws {
         let net = RingNetwork()
-        let eA = Endpoint(address: IPAddress("10.0.0.1")!, port: 1)
-        let eB = Endpoint(address: IPAddress("10.0.0.2")!, port: 2)
+        let eA = Endpoint(address: IPAddress("198.18.0.1")!, port: 1)
+        let eB = Endpoint(address: IPAddress("198.18.0.2")!, port: 2)
         let a = net.bind(at: eA), b = net.bind(at: eB)
         b.discardsTransport = true
         try a.send([4, 0, 0, 0, 1, 2, 3], to: eB)
@@ -160,8 +166,8 @@ final class StreamingPairTests: XCTestCase {
 
     func testRingBindCountsOversizedAsTruncatedOrDropped() throws {
         let net = RingNetwork(slotCount: 4, slotSize: 64)
-        let eA = Endpoint(address: IPAddress("10.0.0.1")!, port: 1)
-        let eB = Endpoint(address: IPAddress("10.0.0.2")!, port: 2)
+        let eA = Endpoint(address: IPAddress("198.18.0.1")!, port: 1)
+        let eB = Endpoint(address: IPAddress("198.18.0.2")!, port: 2)
         let a = net.bind(at: eA), b = net.bind(at: eB)
         try a.send([UInt8](repeating: 1, count: 65), to: eB)   // larger than a slot
         try a.send([UInt8](repeating: 2, count: 40), to: eB)   // larger than the receive buffer below
@@ -170,7 +176,7 @@ final class StreamingPairTests: XCTestCase {
         let r = Buffers(count: 4)
         var truncated = 0
         let n = try b.receive(buffers: r.pointers, bufferCount: 4, capacity: 32, packets: r.packets,
-                              lengths: r.lengths, endpoints: r.endpoints, maxPackets: 4, truncated: &truncated,
+                              lengths: r.lengths, endpoints: r.endpoints, tos: r.tos, timestamps: r.stamps, maxPackets: 4, truncated: &truncated,
                               timeoutMs: 10)
         XCTAssertEqual(n, 1)
         XCTAssertEqual(truncated, 1)

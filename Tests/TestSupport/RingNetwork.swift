@@ -165,7 +165,8 @@ public final class RingBind: UDPBind, @unchecked Sendable {  // ring indices and
 
     public func receive(buffers: UnsafePointer<UnsafeMutableRawPointer>, bufferCount: Int, capacity: Int,
                         packets: UnsafeMutablePointer<UnsafeMutableRawPointer>, lengths: UnsafeMutablePointer<UInt32>,
-                        endpoints: UnsafeMutablePointer<Endpoint>, maxPackets: Int, truncated: inout Int,
+                        endpoints: UnsafeMutablePointer<Endpoint>, tos: UnsafeMutablePointer<UInt8>,
+                        timestamps: UnsafeMutablePointer<UInt64>, maxPackets: Int, truncated: inout Int,
                         timeoutMs: Int32) throws -> Int {
         let (first, available) = lock.withLock { () -> (Int, Int) in
             if queued == 0 && !woken && !closed {
@@ -184,6 +185,8 @@ public final class RingBind: UDPBind, @unchecked Sendable {  // ring indices and
             packets[n] = buffers[k]
             lengths[n] = UInt32(length)
             endpoints[n] = slotSources[slot]
+            tos[n] = 0
+            timestamps[n] = 0
             n += 1
         }
         if available > 0 {
@@ -199,7 +202,7 @@ public final class RingBind: UDPBind, @unchecked Sendable {  // ring indices and
     // MARK: Outbound
 
     public func send(_ buffers: UnsafePointer<UnsafeMutableRawPointer>, lengths: UnsafePointer<UInt32>,
-                     endpoints: UnsafePointer<Endpoint>, count: Int) throws -> Int {
+                     endpoints: UnsafePointer<Endpoint>, tos: UnsafePointer<UInt8>?, count: Int) throws -> Int {
         var accepted = 0
         var i = 0
         while i < count {
@@ -215,7 +218,7 @@ public final class RingBind: UDPBind, @unchecked Sendable {  // ring indices and
         return accepted
     }
 
-    public func send(_ bytes: [UInt8], to endpoint: Endpoint) throws {
+    public func send(_ bytes: [UInt8], to endpoint: Endpoint, tos: UInt8) throws {
         guard !bytes.isEmpty, let target = network.target(endpoint) else { return }
         let n = bytes.withUnsafeBytes { raw -> Int in
             var buffer = UnsafeMutableRawPointer(mutating: raw.baseAddress!)
