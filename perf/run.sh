@@ -99,6 +99,25 @@ for v in ${VARIANTS//,/ }; do [[ "$v" == threads || "$v" == io ]] || die "unknow
 [[ $EUID -eq 0 ]] || die "run as root: it creates network namespaces and TUN devices (sudo bash perf/run.sh)"
 cd "$ROOT" || die "cannot cd to $ROOT"
 
+# Topology, process tracking and cleanup traps (namespaces, PIDs) from the netns tests.
+# shellcheck source=SCRIPTDIR/../Tests/netns/lib.sh
+source "$ROOT/Tests/netns/lib.sh"
+vf_install_traps
+
+# run_waited CMD...: run CMD in the background and wait for it. A signal then
+# reaches this script's traps at once (bash holds a trap back until a
+# foreground command ends), and cleanup stops CMD by its PID.
+run_waited() {
+    local pid rc
+    "$@" &
+    pid=$!
+    vf_track "$pid" "$1"
+    wait "$pid"
+    rc=$?
+    unset 'VF_LIVE[$pid]'
+    return "$rc"
+}
+
 # ---------------------------------------------------------------- the build lock
 
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
@@ -119,7 +138,8 @@ lock_take() {
     exec {LOCK_FD}>>"$LOCK_FILE" || die "cannot open $LOCK_FILE"
     if ! flock -n "$LOCK_FD"; then
         say "waiting for the build lock ($LOCK_FILE; someone is building)"
-        flock -w "$LOCK_WAIT" "$LOCK_FD" || die "no build lock within $LOCK_WAIT s"
+        # flock(1) in a child locks the open file description this shell holds too.
+        run_waited flock -w "$LOCK_WAIT" "$LOCK_FD" || die "no build lock within $LOCK_WAIT s"
     fi
     LOCK_WAITED_MS=$(($(now_ms) - t0))
 }
@@ -147,7 +167,7 @@ if [[ "$SKIP_BUILD" != 1 ]]; then
     [[ -z "$VPNFAST_BIN" ]] || die "--vpnfast PATH names a prebuilt binary: add --skip-build"
     say "building vpnfast (swift build -c release, under the build lock)"
     lock_take
-    swift build -c release || { lock_drop; die "swift build failed"; }
+    run_waited swift build -c release || { lock_drop; die "swift build failed"; }
     lock_drop
 fi
 [[ -n "$VPNFAST_BIN" ]] || VPNFAST_BIN="$ROOT/.build/release/vpnfast"
@@ -158,10 +178,6 @@ export VPNFAST="$VPNFAST_BIN"
 # their own arguments, so an inherited value must not leak into all of them.
 # shellcheck disable=SC2034 # read by lib.sh
 VPNFAST_ARGS=""
-
-# shellcheck source=SCRIPTDIR/../Tests/netns/lib.sh
-source "$ROOT/Tests/netns/lib.sh"
-vf_install_traps
 
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 RES="$OUT_BASE/$STAMP"
@@ -266,7 +282,7 @@ if ! "$VPNFAST" --help 2>&1 | grep -qE '^[[:space:]]+bench([[:space:]]|$)'; then
     crc=none
 else
     lock_take
-    timeout 300 "$VPNFAST" bench crypto --seconds "$CRYPTO_SECONDS" --json >"$RES/crypto-raw.json" 2>"$RES/crypto-raw.err"
+    run_waited timeout 300 "$VPNFAST" bench crypto --seconds "$CRYPTO_SECONDS" --json >"$RES/crypto-raw.json" 2>"$RES/crypto-raw.err"
     crc=$?
     lock_drop
 fi
@@ -354,7 +370,7 @@ run_block() { # ROUND CFG-INDEX
         rec "$out" "handshake_ms:=$VF_WAIT_MS"
         pids=""
         [[ -n "${VF_PID[a]:-}" && -n "${VF_PID[b]:-}" ]] && pids="${VF_PID[a]},${VF_PID[b]}"
-        timeout $((SECONDS_PER_TEST * 8 + UDP_PROBES * (UDP_PROBE_SECONDS + 15) * 4 + 120)) \
+        run_waited timeout $((SECONDS_PER_TEST * 8 + UDP_PROBES * (UDP_PROBE_SECONDS + 15) * 4 + 120)) \
             "$PY" "$MEASURE" block --ns-a "${VF_NS[a]}" --ns-b "${VF_NS[b]}" --dst "${VF_T4[b]}" \
             --pids "$pids" --seconds "$SECONDS_PER_TEST" --udp-sizes "$UDP_SIZES" \
             --udp-probes "$UDP_PROBES" --udp-probe-seconds "$UDP_PROBE_SECONDS" \
