@@ -64,6 +64,64 @@ def status_kib(pid, key):
     return None
 
 
+def _ancestors():
+    pids, pid = set(), os.getpid()
+    for _ in range(64):
+        pids.add(pid)
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                stat = f.read()
+        except OSError:
+            break
+        pid = int(stat[stat.rindex(")") + 2:].split()[1])
+        if pid <= 1:
+            break
+    return pids
+
+
+def other_cpu_sample(exclude_netns):
+    """CPU seconds so far of every user-space process outside our namespaces.
+
+    Keyed by (pid, start time) so a reused PID is not mixed up. Includes the
+    reaped children's time (cutime/cstime), so short jobs started by a
+    long-lived parent (a test runner, make) show up too. Kernel threads are
+    left out: softirq work for the tunnel's own packets runs in ksoftirqd.
+    This harness (this process and its ancestors) is left out as well.
+    """
+    mine = _ancestors()
+    out = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        pid = int(name)
+        if pid in mine:
+            continue
+        try:
+            if os.stat("/proc/%d/ns/net" % pid).st_ino in exclude_netns:
+                continue
+            with open("/proc/%d/stat" % pid) as f:
+                stat = f.read()
+        except OSError:
+            continue
+        rest = stat[stat.rindex(")") + 2:].split()
+        if int(rest[6]) & 0x00200000 or int(rest[1]) == 2 or pid == 2:  # PF_KTHREAD
+            continue
+        cpu = sum(int(x) for x in rest[11:15]) / CLK_TCK
+        out[(pid, rest[19])] = (cpu, stat[stat.index("(") + 1:stat.rindex(")")])
+    return out
+
+
+def other_cpu_delta(before, after):
+    total, per = 0.0, {}
+    for key, (cpu, comm) in after.items():
+        d = cpu - before.get(key, (0.0, comm))[0]
+        if d > 0:
+            total += d
+            per[comm] = per.get(comm, 0.0) + d
+    top = sorted(per.items(), key=lambda kv: -kv[1])[:5]
+    return total, [{"comm": c, "cpu_seconds": round(v, 2)} for c, v in top]
+
+
 def loadavg():
     try:
         with open("/proc/loadavg") as f:
@@ -275,6 +333,13 @@ def cmd_block(a):
     os.makedirs(a.logdir, exist_ok=True)
     pids = [int(p) for p in a.pids.split(",") if p.strip()] if a.pids else []
     ip = Iperf(a.ns_a, a.ns_b, a.dst, a.port_base, a.logdir)
+    exclude = set()
+    for ns in (a.ns_a, a.ns_b):
+        try:
+            exclude.add(os.stat("/run/netns/" + ns).st_ino)
+        except OSError:
+            pass
+    bg0, t0 = other_cpu_sample(exclude), time.monotonic()
     rec = {"loadavg_start": loadavg(), "started": time.time(), "tcp": {}, "udp": {}}
     for spec in [s for s in a.tcp.split(",") if s]:
         streams, direction = spec.split(":")
@@ -288,6 +353,10 @@ def cmd_block(a):
     rec["rss_kib"] = [status_kib(p, "VmHWM") for p in pids]
     rec["alive_at_end"] = [cpu_seconds(p) is not None for p in pids]
     rec["loadavg_end"] = loadavg()
+    wall = time.monotonic() - t0
+    bg, top = other_cpu_delta(bg0, other_cpu_sample(exclude))
+    rec["background"] = {"cpu_seconds": bg, "wall_seconds": wall,
+                         "vcpu_share": bg / wall if wall > 0 else None, "top": top}
     rec["finished"] = time.time()
     with open(a.out, "w") as f:
         json.dump(rec, f, indent=1)

@@ -236,6 +236,18 @@ def write_markdown(res, meta, crypto, configs, main_cfgs, variant_cfgs, wggos, d
     L.append("| Load average (1/5/15 min) | start %s, end %s; before each block: %s |" % (
         m.get("loadavg_start", "?"), m.get("loadavg_end", "?"),
         ", ".join(x.split()[0] for x in loads) if loads else "n/a"))
+    shares = [(b["background"]["vcpu_share"], b) for b in blocks
+              if b.get("background", {}).get("vcpu_share") is not None]
+    busy = None
+    if shares:
+        med = statistics.median(v for v, _ in shares)
+        top_share, top_block = max(shares, key=lambda x: x[0])
+        who = ", ".join("%s %.1f s" % (t["comm"], t["cpu_seconds"]) for t in top_block["background"]["top"][:3])
+        L.append("| CPU used by other processes during the blocks | median %.0f %% of one vCPU, max %.0f %% "
+                 "(%s%s) |" % (100 * med, 100 * top_share, top_block["block"], (": " + md_escape(who)) if who else ""))
+        busy = top_share
+    else:
+        L.append("| CPU used by other processes during the blocks | not measured |")
     L.append("| Build lock | %s |" % {
         "per-block": "held by the harness during each block (no compiler ran during measurements)",
         "inherited": "held by the caller for the whole run",
@@ -245,6 +257,11 @@ def write_markdown(res, meta, crypto, configs, main_cfgs, variant_cfgs, wggos, d
                  st.get("rounds"), st.get("seconds"), st.get("udp_probe_seconds"), st.get("udp_probes"),
                  st.get("tunnel_mtu")))
     L.append("")
+    if busy is not None and busy > 0.1:
+        L.append("**Caveat:** other processes on this shared machine used up to %.0f %% of a vCPU during a "
+                 "block (see above and `background` in results.json); numbers from such blocks are lower "
+                 "than on an idle machine." % (100 * busy))
+        L.append("")
     L.append("Cells: median [min–max] over the rounds; (n=k) when only k rounds gave a value. "
              "Both tunnel endpoints, iperf3 client and server share this machine's %s vCPUs." % m.get("vcpus", "?"))
     L.append("")
@@ -332,8 +349,12 @@ def write_markdown(res, meta, crypto, configs, main_cfgs, variant_cfgs, wggos, d
         L.append("## Not measured")
         L.append("")
         for c, per in notes.items():
+            by_reason = {}
             for key, why in per.items():
-                L.append("- %s, %s: %s" % (md_escape(configs[c]["label"]), key, md_escape("; ".join(why))[:300]))
+                by_reason.setdefault("; ".join(why), []).append(key)
+            for why, keys in by_reason.items():
+                which = "all metrics" if len(keys) == len(defs) else ", ".join(keys)
+                L.append("- %s (%s): %s" % (md_escape(configs[c]["label"]), which, md_escape(why)[:300]))
         L.append("")
 
     L.append("## What the metrics are")
