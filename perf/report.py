@@ -56,7 +56,8 @@ def metric_defs(udp_sizes):
             if u.get("pps") is None:
                 return None, u.get("error", "no passing probe")
             return u["pps"] / 1e3, ("sender-limited" if u.get("sender_limited") else None)
-        defs.append(("udp%d" % size, "UDP %d B payload, highest rate with < 1%% loss" % size,
+        frag = " (IP-fragmented: above the 1420 MTU)" if size > 1392 else ""
+        defs.append(("udp%d" % size, "UDP %d B payload%s, highest rate with < 1%% loss" % (size, frag),
                      "kpps", "higher", get))
     for name, label in TCP_TESTS:
         defs.append(("cpu_" + name, "CPU per GB, " + label, "s/GB", "lower",
