@@ -107,17 +107,32 @@ def other_cpu_sample(exclude_netns):
         if int(rest[6]) & 0x00200000 or int(rest[1]) == 2 or pid == 2:  # PF_KTHREAD
             continue
         cpu = sum(int(x) for x in rest[11:15]) / CLK_TCK
-        out[(pid, rest[19])] = (cpu, stat[stat.index("(") + 1:stat.rindex(")")])
+        out[(pid, rest[19])] = (cpu, stat[stat.index("(") + 1:stat.rindex(")")], int(rest[1]))
     return out
 
 
 def other_cpu_delta(before, after):
+    """CPU used between two samples by processes outside our namespaces.
+
+    A process that ended in between shows up as its whole lifetime in its
+    parent's cutime/cstime; what it had used before the first sample is taken
+    back out again, so only the time inside the window counts.
+    """
     total, per = 0.0, {}
-    for key, (cpu, comm) in after.items():
-        d = cpu - before.get(key, (0.0, comm))[0]
+    for key, (cpu, comm, _ppid) in after.items():
+        d = cpu - before.get(key, (0.0, comm, 0))[0]
         if d > 0:
             total += d
             per[comm] = per.get(comm, 0.0) + d
+    alive = {pid: (pid, st) for (pid, st) in after}
+    for key, (cpu, comm, ppid) in before.items():
+        if key in after or ppid not in alive:
+            continue
+        parent = after[alive[ppid]][1]
+        total -= cpu
+        per[parent] = per.get(parent, 0.0) - cpu
+    total = max(0.0, total)
+    per = {c: v for c, v in per.items() if v > 0.005}
     top = sorted(per.items(), key=lambda kv: -kv[1])[:5]
     return total, [{"comm": c, "cpu_seconds": round(v, 2)} for c, v in top]
 
@@ -333,12 +348,7 @@ def cmd_block(a):
     os.makedirs(a.logdir, exist_ok=True)
     pids = [int(p) for p in a.pids.split(",") if p.strip()] if a.pids else []
     ip = Iperf(a.ns_a, a.ns_b, a.dst, a.port_base, a.logdir)
-    exclude = set()
-    for ns in (a.ns_a, a.ns_b):
-        try:
-            exclude.add(os.stat("/run/netns/" + ns).st_ino)
-        except OSError:
-            pass
+    exclude = netns_inodes([a.ns_a, a.ns_b])
     bg0, t0 = other_cpu_sample(exclude), time.monotonic()
     rec = {"loadavg_start": loadavg(), "started": time.time(), "tcp": {}, "udp": {}}
     for spec in [s for s in a.tcp.split(",") if s]:
@@ -360,6 +370,36 @@ def cmd_block(a):
     rec["finished"] = time.time()
     with open(a.out, "w") as f:
         json.dump(rec, f, indent=1)
+
+
+def netns_inodes(names):
+    out = set()
+    for ns in names:
+        if ns:
+            try:
+                out.add(os.stat("/run/netns/" + ns).st_ino)
+            except OSError:
+                pass
+    return out
+
+
+def cmd_quiet(a):
+    """Wait (bounded) until other processes use < threshold of one vCPU over a window."""
+    exclude = netns_inodes(a.exclude_ns.split(","))
+    t0 = time.monotonic()
+    share = None
+    while True:
+        before = other_cpu_sample(exclude)
+        time.sleep(a.window)
+        cpu, top = other_cpu_delta(before, other_cpu_sample(exclude))
+        share = cpu / a.window
+        waited = time.monotonic() - t0
+        if share < a.threshold or waited + a.window > a.max_wait:
+            print(json.dumps({"quiet": share < a.threshold, "share": share, "waited_seconds": waited,
+                              "top": top}))
+            return
+        print("perf:   other processes use %.0f %% of a vCPU (%s); waiting for a quieter moment"
+              % (100 * share, ", ".join(t["comm"] for t in top[:3])), file=sys.stderr, flush=True)
 
 
 # ---------------------------------------------------------------- crypto bench
@@ -534,6 +574,12 @@ def main():
     c = sub.add_parser("crypto")
     c.add_argument("file")
     c.set_defaults(fn=cmd_crypto)
+    q = sub.add_parser("quiet")
+    q.add_argument("--exclude-ns", default="")
+    q.add_argument("--threshold", type=float, default=0.25, help="share of one vCPU")
+    q.add_argument("--window", type=float, default=2.0)
+    q.add_argument("--max-wait", type=float, default=60.0)
+    q.set_defaults(fn=cmd_quiet)
     r = sub.add_parser("record")
     r.add_argument("file")
     r.add_argument("pairs", nargs="*")

@@ -69,6 +69,11 @@ def metric_defs(udp_sizes):
                 return None, ("no endpoint process" if "rss_kib" in b else None)
             return rss[idx] / 1024.0, None
         defs.append(("rss_" + side.lower(), "Peak RSS (VmHWM), endpoint " + side, "MiB", "lower", get))
+
+    def bg(b):
+        share = (b.get("background") or {}).get("vcpu_share")
+        return (None, None) if share is None else (100.0 * share, None)
+    defs.append(("background", "Context: other processes' CPU during the block", "% of a vCPU", "context", bg))
     return defs
 
 
@@ -150,6 +155,15 @@ def main():
             b["counters_nonzero"] = ctr
         blocks.append(b)
 
+    discarded = []
+    for path in sorted(glob.glob(os.path.join(res, "discarded", "*.json"))):
+        try:
+            d = json.load(open(path))
+        except ValueError:
+            continue
+        discarded.append({"block": os.path.basename(path)[:-5], "config": d.get("config"),
+                          "background": d.get("background")})
+
     defs = metric_defs(udp_sizes)
     summary, notes = {}, {}
     for cid in order:
@@ -201,18 +215,18 @@ def main():
         "schema": 1, "meta": meta, "crypto": crypto, "summary": summary, "ratios_vpnfast_over": ratios,
         "tcp_fraction_of_crypto_ceiling": fractions or None, "not_measured": notes,
         "metrics": [{"key": k, "label": l, "unit": u, "better": bt} for k, l, u, bt, _ in defs],
-        "blocks": blocks,
+        "blocks": blocks, "discarded_blocks": discarded,
     }
     with open(os.path.join(res, "results.json"), "w") as f:
         json.dump(out, f, indent=1, ensure_ascii=False)
 
     write_markdown(res, meta, crypto, configs, main_cfgs, variant_cfgs, wggos, defs, summary,
-                   ratios, fractions, ceiling, notes, blocks, rounds)
+                   ratios, fractions, ceiling, notes, blocks, rounds, discarded)
     plot(res, configs, order, summary, udp_sizes)
 
 
 def write_markdown(res, meta, crypto, configs, main_cfgs, variant_cfgs, wggos, defs, summary,
-                   ratios, fractions, ceiling, notes, blocks, rounds):
+                   ratios, fractions, ceiling, notes, blocks, rounds, discarded):
     m = meta.get("machine", {})
     st = meta.get("settings", {})
     vf = meta.get("vpnfast", {})
@@ -258,10 +272,16 @@ def write_markdown(res, meta, crypto, configs, main_cfgs, variant_cfgs, wggos, d
                  st.get("rounds"), st.get("seconds"), st.get("udp_probe_seconds"), st.get("udp_probes"),
                  st.get("tunnel_mtu")))
     L.append("")
-    if busy is not None and busy > 0.1:
-        L.append("**Caveat:** other processes on this shared machine used up to %.0f %% of a vCPU during a "
-                 "block (see above and `background` in results.json); numbers from such blocks are lower "
-                 "than on an idle machine." % (100 * busy))
+    limit = st.get("busy_threshold_pct", 25)
+    if discarded:
+        L.append("%d block(s) were run again because other processes used more than %s %% of a vCPU during "
+                 "them (%s); their records are in discarded/ and are not in the tables." % (
+                     len(discarded), limit, ", ".join(d["block"] for d in discarded)))
+        L.append("")
+    if busy is not None and busy * 100 > limit:
+        L.append("**Caveat:** other processes on this shared machine still used up to %.0f %% of a vCPU during "
+                 "a block that counts (see the context row in the tables and `background` in results.json); "
+                 "numbers from such blocks are lower than on an idle machine." % (100 * busy))
         L.append("")
     L.append("Cells: median [min–max] over the rounds; (n=k) when only k rounds gave a value. "
              "Both tunnel endpoints, iperf3 client and server share this machine's %s vCPUs." % m.get("vcpus", "?"))
@@ -274,14 +294,14 @@ def write_markdown(res, meta, crypto, configs, main_cfgs, variant_cfgs, wggos, d
         L.append("| " + " | ".join(head) + " |")
         L.append("|" + "---|" * 2 + "---:|" * (len(head) - 2))
         for key, label, unit, better, _ in defs:
-            row = [label + (" (higher is better)" if better == "higher" else " (lower is better)"), unit]
+            row = [label + {"higher": " (higher is better)", "lower": " (lower is better)"}.get(better, ""), unit]
             for c in cfgs:
                 s = summary[c].get(key)
                 pre = "≥ " if s and "sender-limited" in s.get("notes", []) else ""
                 row.append(fmt_cell(s, rounds, pre))
             if with_ratios:
                 for w in wggos:
-                    r = ratios[w].get(key)
+                    r = ratios[w].get(key) if better != "context" else None
                     row.append("n/a" if r is None else "%.2f×" % r)
             L.append("| " + " | ".join(row) + " |")
         L.append("")

@@ -19,6 +19,12 @@
 #   --out DIR             where results/<UTC timestamp>/ goes (default perf/results)
 #   --no-lock             do not take /tmp/vpnfast-build.lock (only when nothing else builds)
 #   --lock-wait S         longest wait for the build lock, each time (default 3600)
+#   --quiet-wait S        before each block, wait up to S s for other processes to use less
+#                         than --busy-threshold of a vCPU (default 60; 0: do not wait)
+#   --busy-threshold PCT  other processes' CPU, in % of one vCPU, above which a block
+#                         counts as disturbed (default 25)
+#   --busy-retries N      run a disturbed block again, at most N times (default 1); the
+#                         disturbed records are kept in discarded/ and counted in the report
 #
 # Every measurement (and the build) runs while this script holds the shared
 # build lock /tmp/vpnfast-build.lock, so no compiler runs next to it; the
@@ -55,6 +61,9 @@ CRYPTO_SECONDS=1
 OUT_BASE="$PERF_DIR/results"
 LOCK_MODE=per-block
 LOCK_WAIT=3600
+QUIET_WAIT=60
+BUSY_PCT=25
+BUSY_RETRIES=1
 
 die() { printf 'perf: %s\n' "$*" >&2; exit 1; }
 say() { printf 'perf: %s\n' "$*" >&2; }
@@ -78,6 +87,9 @@ while (($# > 0)); do
         --out) OUT_BASE=${2:-}; shift 2 ;;
         --no-lock) LOCK_MODE=off; shift ;;
         --lock-wait) LOCK_WAIT=${2:-}; shift 2 ;;
+        --quiet-wait) QUIET_WAIT=${2:-}; shift 2 ;;
+        --busy-threshold) BUSY_PCT=${2:-}; shift 2 ;;
+        --busy-retries) BUSY_RETRIES=${2:-}; shift 2 ;;
         -h|--help) usage; exit 0 ;;
         *) usage >&2; die "unknown option: $1" ;;
     esac
@@ -95,6 +107,9 @@ for sz in ${UDP_SIZES//,/ }; do
 done
 [[ "$CRYPTO_SECONDS" =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "--crypto-seconds must be a number"
 is_uint "$LOCK_WAIT" || die "--lock-wait must be whole seconds"
+in_range "$QUIET_WAIT" 0 3600 || die "--quiet-wait must be 0..3600"
+in_range "$BUSY_PCT" 1 200 || die "--busy-threshold must be 1..200 (% of one vCPU)"
+in_range "$BUSY_RETRIES" 0 5 || die "--busy-retries must be 0..5"
 case ",$VARIANTS," in *,none,*) VARIANTS="" ;; esac
 for v in ${VARIANTS//,/ }; do [[ "$v" == threads || "$v" == io ]] || die "unknown variant '$v' (threads, io, none)"; done
 ((${#WGGO_BINS[@]} > 0)) || WGGO_BINS=(/usr/bin/wireguard-go)
@@ -184,7 +199,7 @@ VPNFAST_ARGS=""
 
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 RES="$OUT_BASE/$STAMP"
-mkdir -p "$RES/blocks" "$RES/logs" || die "cannot create $RES"
+mkdir -p "$RES/blocks" "$RES/logs" "$RES/discarded" || die "cannot create $RES"
 META="$RES/meta.json"
 rec() { "$PY" "$MEASURE" record "$@"; }
 
@@ -203,6 +218,7 @@ rec "$META" \
     "settings.udp_sizes:=[${UDP_SIZES}]" "settings.udp_probes:=$UDP_PROBES" \
     "settings.udp_probe_seconds:=$UDP_PROBE_SECONDS" "settings.lock=$LOCK_MODE" \
     "settings.variants=$VARIANTS" "settings.tunnel_mtu:=1420" \
+    "settings.quiet_wait:=$QUIET_WAIT" "settings.busy_threshold_pct:=$BUSY_PCT" "settings.busy_retries:=$BUSY_RETRIES" \
     "vpnfast.binary=$VPNFAST_BIN" "vpnfast.commit=$git_commit" "vpnfast.dirty:=$git_dirty" \
     "tools.iperf3=$(iperf3 --version 2>/dev/null | head -n1)" || die "cannot write $META"
 
@@ -359,15 +375,23 @@ declare -A STOP_EXIT=()
 # ---------------------------------------------------------------- the rounds
 
 BLOCK=0
-run_block() { # ROUND CFG-INDEX
-    local r=$1 i=$2 id=${CFG_IDS[$2]} out name s pids
+run_block() { # ROUND CFG-INDEX ATTEMPT
+    local r=$1 i=$2 attempt=$3 id=${CFG_IDS[$2]} out name s pids quiet
     BLOCK=$((BLOCK + 1))
     name=$(printf 'r%02d-%02d-%s' "$r" "$i" "$id")
     out="$RES/blocks/$name.json"
-    say "round $r/$ROUNDS: ${CFG_LABELS[$i]}"
+    rm -f "$out"
+    say "round $r/$ROUNDS: ${CFG_LABELS[$i]}$( ((attempt > 0)) && echo " (again: the last try was disturbed)")"
     lock_take
-    rec "$out" "config=$id" "round:=$r" "order:=$BLOCK" "lock_wait_ms:=$LOCK_WAITED_MS" \
-        "lock=$LOCK_MODE" "loadavg_before=$(cut -d' ' -f1-3 /proc/loadavg)"
+    quiet=null
+    if ((QUIET_WAIT > 0)); then
+        # Not in $(...): that would hold back INT/TERM until it returns.
+        run_waited "$PY" "$MEASURE" quiet --exclude-ns "${VF_NS[a]},${VF_NS[b]}" \
+            --threshold "$(awk -v p="$BUSY_PCT" 'BEGIN { print p / 100 }')" --max-wait "$QUIET_WAIT" \
+            >"$VF_TMP/quiet.json" && quiet=$(cat "$VF_TMP/quiet.json")
+    fi
+    rec "$out" "config=$id" "round:=$r" "order:=$BLOCK" "attempt:=$attempt" "lock_wait_ms:=$LOCK_WAITED_MS" \
+        "lock=$LOCK_MODE" "loadavg_before=$(cut -d' ' -f1-3 /proc/loadavg)" "quiet_before:=${quiet:-null}"
     VF_REASON=""
     if start_side a "$i" && start_side b "$i" && vf_wait_tunnel a "${VF_T4[b]}" 10; then
         rec "$out" "handshake_ms:=$VF_WAIT_MS"
@@ -400,9 +424,28 @@ EOF
     done
 }
 
+# block_disturbed FILE: true when other processes used more than the threshold during the block.
+block_disturbed() {
+    "$PY" - "$1" "$BUSY_PCT" <<'EOF'
+import json, sys
+b = json.load(open(sys.argv[1]))
+share = (b.get("background") or {}).get("vcpu_share")
+sys.exit(0 if share is not None and share * 100 > float(sys.argv[2]) else 1)
+EOF
+}
+
 for ((r = 1; r <= ROUNDS; r++)); do
     for i in "${!CFG_IDS[@]}"; do
-        run_block "$r" "$i"
+        for ((attempt = 0; attempt <= BUSY_RETRIES; attempt++)); do
+            run_block "$r" "$i" "$attempt"
+            bfile=$(printf '%s/blocks/r%02d-%02d-%s.json' "$RES" "$r" "$i" "${CFG_IDS[$i]}")
+            if ((attempt < BUSY_RETRIES)) && block_disturbed "$bfile"; then
+                say "  other processes used more than $BUSY_PCT % of a vCPU during it: running it again"
+                mv "$bfile" "$RES/discarded/$(basename "$bfile" .json)-try$attempt.json"
+                continue
+            fi
+            break
+        done
     done
 done
 
