@@ -124,13 +124,24 @@ def other_cpu_delta(before, after):
         if d > 0:
             total += d
             per[comm] = per.get(comm, 0.0) + d
-    alive = {pid: (pid, st) for (pid, st) in after}
+    before_by_pid = {pid: key for key in before for pid in [key[0]]}
     for key, (cpu, comm, ppid) in before.items():
-        if key in after or ppid not in alive:
+        if key in after:
             continue
-        parent = after[alive[ppid]][1]
+        # Climb through parents that ended too (a compiler's driver and its
+        # jobs) to the first one still running: it holds the reaped time.
+        holder, hops = None, 0
+        while ppid in before_by_pid and hops < 32:
+            pkey = before_by_pid[ppid]
+            if pkey in after:
+                holder = after[pkey][1]
+                break
+            ppid = before[pkey][2]
+            hops += 1
+        if holder is None:
+            continue
         total -= cpu
-        per[parent] = per.get(parent, 0.0) - cpu
+        per[holder] = per.get(holder, 0.0) - cpu
     total = max(0.0, total)
     per = {c: v for c, v in per.items() if v > 0.005}
     top = sorted(per.items(), key=lambda kv: -kv[1])[:5]

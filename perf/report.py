@@ -222,7 +222,11 @@ def main():
 
     write_markdown(res, meta, crypto, configs, main_cfgs, variant_cfgs, wggos, defs, summary,
                    ratios, fractions, ceiling, notes, blocks, rounds, discarded)
-    plot(res, configs, order, summary, udp_sizes)
+    m, st = meta.get("machine", {}), meta.get("settings", {})
+    footer = "%s, %s vCPUs, kernel %s — %s — %s round(s), %s s per TCP test" % (
+        m.get("cpu", "?"), m.get("vcpus", "?"), m.get("kernel", "?"), meta.get("started_utc", "?"),
+        st.get("rounds", "?"), st.get("seconds", "?"))
+    plot(res, configs, order, summary, udp_sizes, footer)
 
 
 def write_markdown(res, meta, crypto, configs, main_cfgs, variant_cfgs, wggos, defs, summary,
@@ -394,7 +398,7 @@ def write_markdown(res, meta, crypto, configs, main_cfgs, variant_cfgs, wggos, d
         f.write("\n".join(L))
 
 
-def plot(res, configs, order, summary, udp_sizes):
+def plot(res, configs, order, summary, udp_sizes, footer):
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -448,20 +452,23 @@ def plot(res, configs, order, summary, udp_sizes):
     handles, labels = axes[0].get_legend_handles_labels()
     if not handles:
         handles, labels = axes[1].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4) or 1, fontsize=8)
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4) or 1, fontsize=8,
+               bbox_to_anchor=(0.5, 0.04))
     fig.suptitle("vpnfast vs wireguard-go — " + meta_line, fontsize=10)
-    fig.tight_layout(rect=(0, 0.1, 1, 0.95))
+    fig.text(0.5, 0.01, footer, ha="center", fontsize=7, color="#555555")
+    fig.tight_layout(rect=(0, 0.13, 1, 0.95))
     fig.savefig(os.path.join(res, "throughput.png"), dpi=110)
     plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(11, 5))
+    fig, ax = plt.subplots(figsize=(11, 5.5))
     bars(ax, ["cpu_" + k for k, _ in TCP_TESTS], [l.replace(" (", "\n(") for _, l in TCP_TESTS],
          ylabel="CPU seconds per GB (both endpoints)")
     ax.set_title("Endpoint CPU per GB moved (lower is better) — " + meta_line, fontsize=10)
     h, l = ax.get_legend_handles_labels()
     if h:
-        ax.legend(h, l, fontsize=8)
-    fig.tight_layout()
+        fig.legend(h, l, loc="lower center", ncol=min(len(l), 4), fontsize=8, bbox_to_anchor=(0.5, 0.04))
+    fig.text(0.5, 0.01, footer, ha="center", fontsize=7, color="#555555")
+    fig.tight_layout(rect=(0, 0.13, 1, 1))
     fig.savefig(os.path.join(res, "cpu.png"), dpi=110)
     plt.close(fig)
 
