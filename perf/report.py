@@ -252,7 +252,8 @@ def write_markdown(res, meta, crypto, configs, main_cfgs, variant_cfgs, wggos, d
             L.append("| %s | `%s` |" % (md_escape(configs[cid]["label"]), md_escape(configs[cid].get("binary", ""))))
     L.append("| iperf3 | %s |" % md_escape(meta.get("tools", {}).get("iperf3", "?")))
     loads = [b.get("loadavg_before") for b in blocks if b.get("loadavg_before")]
-    L.append("| Load average (1/5/15 min) | start %s, end %s; before each block: %s |" % (
+    L.append("| Load average (1/5/15 min; counts this run's own processes too) | start %s, end %s; "
+             "before each block: %s |" % (
         m.get("loadavg_start", "?"), m.get("loadavg_end", "?"),
         ", ".join(x.split()[0] for x in loads) if loads else "n/a"))
     shares = [(b["background"]["vcpu_share"], b) for b in blocks
@@ -268,8 +269,9 @@ def write_markdown(res, meta, crypto, configs, main_cfgs, variant_cfgs, wggos, d
     else:
         L.append("| CPU used by other processes during the blocks | not measured |")
     L.append("| Build lock | %s |" % {
-        "per-block": "held by the harness during each block (no compiler ran during measurements)",
-        "inherited": "held by the caller for the whole run",
+        "per-block": "held by the harness during each block, so builds that take it waited (builds that "
+                     "skip it show up in the row above)",
+        "inherited": "held by the caller for the whole run (builds that skip it show up in the row above)",
         "off": "NOT taken (--no-lock): builds may have run during measurements"}.get(st.get("lock"), st.get("lock")))
     L.append("| Settings | %s round(s), TCP tests %s s each, UDP probes %s s each (at most %s per search), "
              "tunnel MTU %s, implementations alternate within each round |" % (
