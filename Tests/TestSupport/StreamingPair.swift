@@ -67,6 +67,10 @@ public final class StreamingPair: @unchecked Sendable {  // driven by one thread
         ])
         configA.aead = .libsodium
         configB.aead = .libsodium
+        // The pushes below come in bursts of `chunk` packets; a CoDel target this long keeps fq_codel from
+        // dropping inside a burst, so the path measured is the queueing path carrying every packet.
+        configA.codelTarget = 2_000_000_000
+        configA.codelInterval = 20_000_000_000
         var logA = Logger(label: "A"); logA.logLevel = .warning
         var logB = Logger(label: "B"); logB.logLevel = .warning
         a = try Device(config: configA, tun: tunA, bind: bindA, logger: logA)
@@ -106,17 +110,40 @@ public final class StreamingPair: @unchecked Sendable {  // driven by one thread
     /// Pushes `count` packets through the running half (or both) and waits until B has taken them all.
     /// Allocates nothing itself. False on timeout.
     public func push(_ count: Int, timeoutNanoseconds: UInt64 = 30_000_000_000) -> Bool {
-        arrived += count
-        switch mode {
-        case .both:
-            tunA.release(count)
-            return tunB.waitForWritten(atLeast: arrived, timeoutNanoseconds: timeoutNanoseconds)
-        case .send:
-            tunA.release(count)
-            return bindB.waitForDiscarded(atLeast: arrived, timeoutNanoseconds: timeoutNanoseconds)
-        case .receive:
-            guard let source, source.send(count) == count else { return false }
-            return tunB.waitForWritten(atLeast: arrived, timeoutNanoseconds: timeoutNanoseconds)
+        // Release in chunks below the per-peer queue limit, each accounted for before the next.
+        var left = count
+        while left > 0 {
+            let n = min(left, StreamingPair.chunk)
+            left -= n
+            arrived += n
+            let ok: Bool
+            switch mode {
+            case .both:
+                tunA.release(n)
+                ok = waitAllowingQueueDrops(timeoutNanoseconds) { tunB.waitForWritten(atLeast: $0, timeoutNanoseconds: $1) }
+            case .send:
+                tunA.release(n)
+                ok = waitAllowingQueueDrops(timeoutNanoseconds) { bindB.waitForDiscarded(atLeast: $0, timeoutNanoseconds: $1) }
+            case .receive:
+                guard let source, source.send(n) == n else { return false }
+                ok = tunB.waitForWritten(atLeast: arrived, timeoutNanoseconds: timeoutNanoseconds)
+            }
+            if !ok { return false }
+        }
+        return true
+    }
+
+    /// Packets released at once: well below fq_codel's per-peer limit (4096).
+    static let chunk = 2048
+
+    /// Waits until every pushed packet either arrived or was dropped by A's fq_codel (CoDel or the queue limit):
+    /// a burst pushed all at once builds a standing queue, and managing it is the send path's job.
+    private func waitAllowingQueueDrops(_ timeoutNanoseconds: UInt64, _ wait: (Int, UInt64) -> Bool) -> Bool {
+        let deadline = SystemClock().now() + timeoutNanoseconds
+        while true {
+            let drops = Int(a.counters[.txDropCodel] + a.counters[.txDropAqmLimit])
+            if wait(arrived - drops, 10_000_000) { return true }
+            if SystemClock().now() >= deadline { return false }
         }
     }
 
