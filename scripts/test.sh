@@ -18,7 +18,14 @@ PASSED=0
 FAILED=0
 LOGDIR=$(mktemp -d "${TMPDIR:-/tmp}/vpnfast-test.XXXXXX")
 
-summary() { printf '%d passed, %d failed\n' "$PASSED" "$FAILED"; }
+SKIPPED=0
+summary() {
+    if ((SKIPPED > 0)); then
+        printf '%d passed, %d failed, %d skipped\n' "$PASSED" "$FAILED" "$SKIPPED"
+    else
+        printf '%d passed, %d failed\n' "$PASSED" "$FAILED"
+    fi
+}
 fatal() {
     printf 'test: %s\n' "$*" >&2
     FAILED=$((FAILED + 1))
@@ -54,12 +61,18 @@ unit_rc=${PIPESTATUS[0]}
 
 # XCTest: the last "Executed N tests, with M failures" line is the overall one;
 # failed tests are counted from their own lines (M counts failed assertions).
-xc_line=$(grep -E 'Executed [0-9]+ tests?, with [0-9]+ failures?' "$LOGDIR/unit.log" | tail -n 1)
+# XCTest prints "Executed N tests, with M failures ..." or, when tests were skipped,
+# "Executed N tests, with S tests skipped and M failures ..."; skipped tests are not counted as passed.
+xc_line=$(grep -E 'Executed [0-9]+ tests?, with ([0-9]+ tests? skipped and )?[0-9]+ failures?' "$LOGDIR/unit.log" | tail -n 1)
+xc_skipped=0
 xc_total=0
 xc_failed=0
 if [[ -n "$xc_line" ]]; then
     xc_total=$(sed -E 's/.*Executed ([0-9]+) tests?.*/\1/' <<<"$xc_line")
-    xc_failures=$(sed -E 's/.*with ([0-9]+) failures?.*/\1/' <<<"$xc_line")
+    xc_failures=$(sed -E 's/.* ([0-9]+) failures?.*/\1/' <<<"$xc_line")
+    if grep -qE 'tests? skipped' <<<"$xc_line"; then
+        xc_skipped=$(sed -E 's/.*with ([0-9]+) tests? skipped.*/\1/' <<<"$xc_line")
+    fi
     xc_failed=$(grep -cE "^Test Case '.*' failed" "$LOGDIR/unit.log")
     ((xc_failed == 0 && xc_failures > 0)) && xc_failed=$xc_failures
     ((xc_failed > xc_total)) && xc_failed=$xc_total
@@ -78,7 +91,8 @@ if [[ -n "$st_line" ]]; then
     fi
 fi
 
-PASSED=$((PASSED + xc_total - xc_failed + st_total - st_failed))
+PASSED=$((PASSED + xc_total - xc_failed - xc_skipped + st_total - st_failed))
+SKIPPED=$((SKIPPED + xc_skipped))
 FAILED=$((FAILED + xc_failed + st_failed))
 echo "== unit tests: XCTest ran $xc_total (failed $xc_failed), Swift Testing ran $st_total (failed $st_failed), swift test status $unit_rc"
 if ((unit_rc != 0 && xc_failed + st_failed == 0)); then
