@@ -14,9 +14,10 @@ public final class MmsgBind: UDPBind, @unchecked Sendable {  // receive state is
     public static let maxMessageSize = 65536
     /// UDP_SEGMENT limit used (the kernel's UDP_MAX_SEGMENTS has been 64 for years; newer ones allow 128).
     public static let maxSegments: UInt32 = 64
-    private let fd: Int32
-    private let family: Int32
-    private let wakeFD: Int32
+    private let socket: UDPSocket
+    private var fd: Int32 { socket.fd }
+    private var family: Int32 { socket.family }
+    private var wakeFD: Int32 { socket.wakeFD }
     private let recvState: OpaquePointer
     private let sendState: OpaquePointer
     private let sendLock = ConditionLock()
@@ -27,23 +28,18 @@ public final class MmsgBind: UDPBind, @unchecked Sendable {  // receive state is
     /// datagrams per send call.
     public init(port requested: UInt16, batchSize: Int = PacketBatch.capacity, bufferBytes: Int32 = 16 << 20,
                 offloads: Bool = true, onGSODisabled: (@Sendable () -> Void)? = nil) throws {
-        var bound: UInt16 = 0
-        var fam: Int32 = 0
-        let fd = vf_udp_open(requested, bufferBytes, &bound, &fam)
-        if fd < 0 { throw SystemError("bind UDP port \(requested)", negated: Int(fd)) }
-        let wake = vf_eventfd()
-        guard wake >= 0, let r = vf_mmsg_create(UInt32(batchSize), fam),
-              let s = vf_mmsg_create(UInt32(batchSize), fam) else {
-            _ = vf_close(fd)
+        let socket = try UDPSocket(port: requested, bufferBytes: bufferBytes)
+        guard let r = vf_mmsg_create(UInt32(batchSize), socket.family),
+              let s = vf_mmsg_create(UInt32(batchSize), socket.family) else {
+            socket.close()
             throw SystemError("allocate mmsg state", ENOMEM)
         }
-        self.fd = fd
-        self.family = fam
-        self.wakeFD = wake
+        let fd = socket.fd
+        self.socket = socket
         self.recvState = r
         self.sendState = s
         self.batchSize = batchSize
-        self.port = bound
+        self.port = socket.port
         self.onGSODisabled = onGSODisabled
         groEnabled = offloads && vf_udp_enable_gro(fd) == 0
         gsoEnabled = offloads && vf_udp_probe_gso(fd) == 1
@@ -54,7 +50,7 @@ public final class MmsgBind: UDPBind, @unchecked Sendable {  // receive state is
     public var datagramsPerMessage: Int { groEnabled ? Int(MmsgBind.maxSegments) : 1 }
 
     /// True when the socket is dual-stack (IPv6 with v4-mapped IPv4).
-    public var isDualStack: Bool { family == AF_INET6 }
+    public var isDualStack: Bool { socket.isDualStack }
 
     public func receive(buffers: UnsafePointer<UnsafeMutableRawPointer>, bufferCount: Int, capacity: Int,
                         packets: UnsafeMutablePointer<UnsafeMutableRawPointer>, lengths: UnsafeMutablePointer<UInt32>,
@@ -122,16 +118,13 @@ public final class MmsgBind: UDPBind, @unchecked Sendable {  // receive state is
     }
 
     public func send(_ bytes: [UInt8], to endpoint: Endpoint, tos: UInt8) throws {
-        var ep = endpoint.raw
-        let n = bytes.withUnsafeBytes { vf_udp_sendto(fd, family, $0.baseAddress, $0.count, &ep, tos) }
-        if n < 0 { throw SystemError("sendto \(endpoint)", negated: n) }
+        try socket.send(bytes, to: endpoint, tos: tos)
     }
 
-    public func wake() { _ = vf_eventfd_signal(wakeFD) }
+    public func wake() { socket.wake() }
 
     public func close() {
-        _ = vf_close(fd)
-        _ = vf_close(wakeFD)
+        socket.close()
         vf_mmsg_destroy(recvState)
         vf_mmsg_destroy(sendState)
         messages.deallocate()

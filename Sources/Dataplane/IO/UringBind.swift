@@ -17,10 +17,11 @@ public final class UringBind: UDPBind, @unchecked Sendable {  // the receive rin
     public static let maxDatagramSize = 2048
     public static let maxSegments = MmsgBind.maxSegments
     /// True when the socket is dual-stack (IPv6 with v4-mapped IPv4).
-    public var isDualStack: Bool { family == AF_INET6 }
-    private let fd: Int32
-    private let family: Int32
-    private let wakeFD: Int32
+    public var isDualStack: Bool { socket.isDualStack }
+    private let socket: UDPSocket
+    private var fd: Int32 { socket.fd }
+    private var family: Int32 { socket.family }
+    private var wakeFD: Int32 { socket.wakeFD }
     private let rx: OpaquePointer
     private let tx: OpaquePointer
     private let sendLock = ConditionLock()
@@ -42,36 +43,27 @@ public final class UringBind: UDPBind, @unchecked Sendable {  // the receive rin
     public init(port requested: UInt16, batchSize: Int = PacketBatch.capacity, bufferBytes: Int32 = 16 << 20,
                 offloads: Bool = true, receiveBuffers: Int = 0,
                 onGSODisabled: (@Sendable () -> Void)? = nil) throws {
-        var bound: UInt16 = 0
-        var fam: Int32 = 0
-        let fd = vf_udp_open(requested, bufferBytes, &bound, &fam)
-        if fd < 0 { throw SystemError("bind UDP port \(requested)", negated: Int(fd)) }
-        let wake = vf_eventfd()
-        if wake < 0 {
-            _ = vf_close(fd)
-            throw SystemError("eventfd", negated: Int(wake))
-        }
+        let socket = try UDPSocket(port: requested, bufferBytes: bufferBytes)
+        let (fd, fam, wake) = (socket.fd, socket.family, socket.wakeFD)
         let gro = offloads && vf_udp_enable_gro(fd) == 0
         let payload = gro ? UringBind.maxMessageSize : UringBind.maxDatagramSize
         var buffers = receiveBuffers > 0 ? receiveBuffers : (gro ? 64 : 4 * batchSize)
         buffers = 1 << (Int.bitWidth - (max(buffers, 2) - 1).leadingZeroBitCount)  // round up to a power of two
         var err: Int32 = 0
         guard let r = vf_uring_rx_create(fd, fam, wake, UInt32(min(buffers, 32768)), UInt32(payload), &err) else {
-            _ = vf_close(fd); _ = vf_close(wake)
+            socket.close()
             throw SystemError("io_uring receive ring", negated: Int(err))
         }
         guard let s = vf_uring_tx_create(fd, fam, UInt32(batchSize), &err) else {
             vf_uring_rx_destroy(r)
-            _ = vf_close(fd); _ = vf_close(wake)
+            socket.close()
             throw SystemError("io_uring send ring", negated: Int(err))
         }
-        self.fd = fd
-        self.family = fam
-        self.wakeFD = wake
+        self.socket = socket
         self.rx = r
         self.tx = s
         self.batchSize = batchSize
-        self.port = bound
+        self.port = socket.port
         self.onGSODisabled = onGSODisabled
         groEnabled = gro
         gsoEnabled = offloads && vf_udp_probe_gso(fd) == 1
@@ -134,19 +126,16 @@ public final class UringBind: UDPBind, @unchecked Sendable {  // the receive rin
     }
 
     public func send(_ bytes: [UInt8], to endpoint: Endpoint, tos: UInt8) throws {
-        var ep = endpoint.raw
-        let n = bytes.withUnsafeBytes { vf_udp_sendto(fd, family, $0.baseAddress, $0.count, &ep, tos) }
-        if n < 0 { throw SystemError("sendto \(endpoint)", negated: n) }
+        try socket.send(bytes, to: endpoint, tos: tos)
     }
 
-    public func wake() { _ = vf_eventfd_signal(wakeFD) }
+    public func wake() { socket.wake() }
 
     public func close() {
         // The rings hold the socket as a registered file; they go first.
         vf_uring_rx_destroy(rx)
         vf_uring_tx_destroy(tx)
-        _ = vf_close(fd)
-        _ = vf_close(wakeFD)
+        socket.close()
         messages.deallocate()
     }
 }
