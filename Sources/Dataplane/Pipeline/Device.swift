@@ -157,13 +157,24 @@ public final class Device: @unchecked Sendable {  // configuration is fixed afte
                                 bufferSize: max(bind.receiveBufferSize, slotSize),
                                 packetsPerBatch: messages * perMessage)
         let maxChunks = (messages * perMessage + Device.cryptoChunk - 1) / Device.cryptoChunk
-        cryptoQueue = CryptoQueue(capacity: n * (PacketBatch.capacity / Device.cryptoChunk + maxChunks + 2))
+        // No more workers crypt at once than there are CPUs for them (see CryptoQueue).
+        let cpus = Device.workerCPUCount(config.placements)
+        cryptoQueue = CryptoQueue(capacity: n * (PacketBatch.capacity / Device.cryptoChunk + maxChunks + 2),
+                                  workers: max(1, config.threads), maxActive: cpus)
         sendQueue = BatchQueue(capacity: n)
         receiveQueue = BatchQueue(capacity: n)
         control = ControlQueue(capacity: ProtocolLimits.maxQueuedHandshakes)
     }
 
     public var listenPort: UInt16 { bind.port }
+
+    /// CPUs the crypto workers can run on: the union of their placements, or the process's CPUs when unpinned.
+    static func workerCPUCount(_ placements: [WorkerPlacement]?) -> Int {
+        if let placements, placements.allSatisfy({ !$0.cpus.isEmpty }) {
+            return max(1, Set(placements.flatMap(\.cpus)).count)
+        }
+        return max(1, CPUTopology.discover().cpuCount)
+    }
 
     /// Starts every pipeline thread.
     public func start() {
@@ -175,7 +186,7 @@ public final class Device: @unchecked Sendable {  // configuration is fixed afte
                 if let placement, !Placement.pinCurrentThread(to: placement.cpus) {
                     logger.warning("could not pin crypto worker \(i) to CPUs \(placement.cpus)")
                 }
-                cryptoWorkerLoop(context: AEADContext(config.aead))
+                cryptoWorkerLoop(worker: i, context: AEADContext(config.aead))
             })
         }
         threads.append(PipelineThread(name: "vf-tun-reader") { [self] in

@@ -3,8 +3,10 @@
 import Crypto
 
 extension Device {
-    func cryptoWorkerLoop(context: AEADContext) {
-        while let job = cryptoQueue.pop() {
+    func cryptoWorkerLoop(worker: Int, context: AEADContext) {
+        var finished = false
+        while let job = cryptoQueue.pop(worker: worker, finished: finished) {
+            finished = true
             let batch = job.batch
             if job.count > 0 {
                 let items = UnsafeMutableBufferPointer(start: batch.items + job.start, count: job.count)

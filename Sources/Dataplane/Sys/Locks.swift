@@ -24,6 +24,9 @@ public final class ConditionLock: @unchecked Sendable {  // the pthread objects 
         cond.deallocate()
     }
 
+    /// The mutex itself, for waiting on another condition variable under this lock.
+    public var mutexPointer: UnsafeMutablePointer<pthread_mutex_t> { mutex }
+
     @inline(__always) public func lock() { pthread_mutex_lock(mutex) }
     @inline(__always) public func unlock() { pthread_mutex_unlock(mutex) }
 

@@ -1,0 +1,139 @@
+// The device-wide queue of crypto jobs: a lock-free ring the readers push chunks of batches into and any worker
+// pops from. Locks are taken only to park an idle worker and to wake one, never to move a job.
+//
+// At most `maxActive` workers hold jobs at once (the number of CPUs the workers may run on). With more workers
+// than CPUs, a worker sealing part of the oldest batch could otherwise be preempted by another worker sealing a
+// later one, and the ordered stage behind it would stall for a scheduler time slice. Parked workers are woken
+// last-in first-out, so the same few threads stay warm and the extra ones cost nothing.
+import Glibc
+import Synchronization
+
+/// A slice of a batch for one crypto worker: packets [start, start + count).
+public struct CryptoJob: Sendable {
+    public let batch: PacketBatch
+    public let start: Int
+    public let count: Int
+}
+
+public final class CryptoQueue: @unchecked Sendable {  // the ring is lock-free; parking state is only touched under `parkLock`
+    /// A job as the ring stores it: each job holds one reference to its batch (taken at push, given to the popper).
+    private struct Slot: BitwiseCopyable {
+        var batch: Unmanaged<PacketBatch>?
+        var start: Int32
+        var count: Int32
+    }
+
+    private let ring: MPMCRing<Slot>
+    public let maxActive: Int
+    /// Workers holding the right to pop (at most maxActive).
+    private let active = Atomic<Int>(0)
+    /// Workers parked or about to park.
+    private let parkedCount = Atomic<Int>(0)
+    private let closed = Atomic<Bool>(false)
+    private let parkLock = ConditionLock()
+    private let workers: Int
+    /// Per worker: its condition variable and whether it was told to wake (both under parkLock).
+    private let conditions: UnsafeMutablePointer<pthread_cond_t>
+    private var woken: [Bool]
+    /// Parked workers, most recently parked last.
+    private var idle: [Int]
+
+    public init(capacity: Int, workers: Int, maxActive: Int = Int.max) {
+        ring = MPMCRing(capacity: capacity, placeholder: Slot(batch: nil, start: 0, count: 0))
+        self.workers = max(1, workers)
+        self.maxActive = max(1, min(maxActive, self.workers))
+        conditions = .allocate(capacity: self.workers)
+        for i in 0..<self.workers { pthread_cond_init(conditions + i, nil) }
+        woken = Array(repeating: false, count: self.workers)
+        idle = []
+        idle.reserveCapacity(self.workers)
+    }
+
+    deinit {
+        for i in 0..<workers { pthread_cond_destroy(conditions + i) }
+        conditions.deallocate()
+    }
+
+    /// Queues a batch as jobs of at most `chunk` packets and wakes parked workers for them if needed.
+    public func push(_ batch: PacketBatch, chunk: Int) {
+        let jobs = max(1, (batch.count + chunk - 1) / chunk)
+        batch.pendingChunks.store(jobs, ordering: .relaxed)
+        for j in 0..<jobs {
+            let start = j * chunk
+            let pushed = ring.push(Slot(batch: Unmanaged.passRetained(batch), start: Int32(start), count: Int32(min(chunk, batch.count - start))))
+            precondition(pushed, "crypto queue sized below the batches in flight")
+        }
+        // Pairs with the worker's announce-then-recheck in park(): either it sees these jobs or we see it.
+        atomicMemoryFence(ordering: .sequentiallyConsistent)
+        if parkedCount.load(ordering: .sequentiallyConsistent) > 0 { wake(upTo: jobs) }
+    }
+
+    /// The next job for `worker`, parking while there is none (or `maxActive` others are working); nil once closed.
+    /// `finished`: the caller is done with the job it took last.
+    public func pop(worker: Int, finished: Bool) -> CryptoJob? {
+        var holding = finished
+        while true {
+            if !holding {
+                holding = tryAcquire()
+            }
+            if holding, let slot = ring.pop() {
+                return CryptoJob(batch: slot.batch!.takeRetainedValue(), start: Int(slot.start), count: Int(slot.count))
+            }
+            if closed.load(ordering: .acquiring) { return nil }
+            if holding {
+                active.subtract(1, ordering: .sequentiallyConsistent)
+                holding = false
+            }
+            park(worker)
+        }
+    }
+
+    private func tryAcquire() -> Bool {
+        var current = active.load(ordering: .relaxed)
+        while current < maxActive {
+            let (done, now) = active.compareExchange(expected: current, desired: current + 1,
+                                                     ordering: .sequentiallyConsistent)
+            if done { return true }
+            current = now
+        }
+        return false
+    }
+
+    private func park(_ worker: Int) {
+        parkLock.lock()
+        defer { parkLock.unlock() }
+        parkedCount.add(1, ordering: .sequentiallyConsistent)
+        defer { parkedCount.subtract(1, ordering: .relaxed) }
+        // Announced; now look again, so a job pushed just before the announcement is not slept through.
+        if (!ring.isEmpty && active.load(ordering: .sequentiallyConsistent) < maxActive)
+            || closed.load(ordering: .acquiring) {
+            return
+        }
+        woken[worker] = false
+        idle.append(worker)
+        while !woken[worker] { pthread_cond_wait(conditions + worker, parkLock.mutexPointer) }
+    }
+
+    private func wake(upTo jobs: Int) {
+        parkLock.withLock {
+            var n = min(jobs, maxActive - active.load(ordering: .relaxed), idle.count)
+            // Even at the active limit, make sure someone is awake to look (a worker may be leaving).
+            if n <= 0 && !idle.isEmpty && active.load(ordering: .relaxed) == 0 { n = 1 }
+            while n > 0, let w = idle.popLast() {
+                woken[w] = true
+                pthread_cond_signal(conditions + w)
+                n -= 1
+            }
+        }
+    }
+
+    public func close() {
+        closed.store(true, ordering: .releasing)
+        parkLock.withLock {
+            while let w = idle.popLast() {
+                woken[w] = true
+                pthread_cond_signal(conditions + w)
+            }
+        }
+    }
+}

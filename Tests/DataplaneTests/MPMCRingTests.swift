@@ -1,0 +1,133 @@
+import Dataplane
+import Synchronization
+import XCTest
+
+final class MPMCRingTests: XCTestCase {
+    /// Single-threaded behaviour, step by step: (operation, expected result).
+    func testTable() {
+        enum Step { case push(Int, Bool), pop(Int?) }
+        let ring = MPMCRing<Int>(capacity: 3, placeholder: -1)  // rounds up to 4
+        XCTAssertEqual(ring.capacity, 4)
+        let steps: [Step] = [
+            .pop(nil),
+            .push(1, true), .push(2, true), .push(3, true), .push(4, true), .push(5, false),  // full at 4
+            .pop(1), .push(5, true), .push(6, false),
+            .pop(2), .pop(3), .pop(4), .pop(5), .pop(nil),
+            // Wrap around many times.
+            .push(7, true), .pop(7), .push(8, true), .push(9, true), .pop(8), .pop(9), .pop(nil),
+        ]
+        for (i, step) in steps.enumerated() {
+            switch step {
+            case .push(let v, let ok): XCTAssertEqual(ring.push(v), ok, "step \(i): push \(v)")
+            case .pop(let v): XCTAssertEqual(ring.pop(), v, "step \(i): pop")
+            }
+        }
+        XCTAssertTrue(ring.isEmpty)
+        for lap in 0..<1000 {
+            XCTAssertTrue(ring.push(lap))
+            XCTAssertEqual(ring.pop(), lap)
+        }
+    }
+
+    /// Two producers and three consumers: every value arrives exactly once, and each consumer sees each
+    /// producer's values in the order they were pushed.
+    func testConcurrentProducersAndConsumers() {
+        let perProducer = 100_000
+        let ring = MPMCRing<Int>(capacity: 64, placeholder: -1)
+        let done = Atomic<Int>(0)
+        final class Seen: @unchecked Sendable {  // each consumer writes only its own slot; read after join
+            var values: [[Int]] = Array(repeating: [], count: 3)
+        }
+        let seen = Seen()
+        var threads: [PipelineThread] = []
+        for c in 0..<3 {
+            threads.append(PipelineThread(name: "ring-consumer-\(c)") {
+                var mine: [Int] = []
+                while true {
+                    if let v = ring.pop() { mine.append(v); continue }
+                    if done.load(ordering: .acquiring) == 2 && ring.isEmpty { break }
+                }
+                seen.values[c] = mine
+            })
+        }
+        for p in 0..<2 {
+            threads.append(PipelineThread(name: "ring-producer-\(p)") {
+                for i in 0..<perProducer {
+                    while !ring.push(p * perProducer + i) {}
+                }
+                done.add(1, ordering: .releasing)
+            })
+        }
+        for t in threads { t.join() }
+        var all = seen.values.flatMap { $0 }
+        XCTAssertEqual(all.count, 2 * perProducer)
+        all.sort()
+        XCTAssertEqual(all, Array(0..<(2 * perProducer)))
+        for (c, values) in seen.values.enumerated() {
+            for p in 0..<2 {
+                let mine = values.filter { $0 / perProducer == p }
+                XCTAssertEqual(mine, mine.sorted(), "consumer \(c) saw producer \(p) out of order")
+            }
+        }
+    }
+}
+
+final class CryptoQueueTests: XCTestCase {
+    /// Eight workers, at most two at work at any moment; every job is done once and `close` ends every worker.
+    func testActiveLimitAndCompletion() {
+        let pool = BatchPool(batches: 64, buffersPerBatch: 1, bufferSize: 64, packetsPerBatch: 128)
+        let queue = CryptoQueue(capacity: 64 * 4, workers: 8, maxActive: 2)
+        XCTAssertEqual(queue.maxActive, 2)
+        let working = Atomic<Int>(0)
+        let mostWorking = Atomic<Int>(0)
+        let packetsDone = Atomic<Int>(0)
+        let batchesDone = Atomic<Int>(0)
+        var workers: [PipelineThread] = []
+        for w in 0..<8 {
+            workers.append(PipelineThread(name: "cq-worker-\(w)") {
+                var finished = false
+                while let job = queue.pop(worker: w, finished: finished) {
+                    finished = true
+                    let now = working.add(1, ordering: .sequentiallyConsistent).newValue
+                    var seen = mostWorking.load(ordering: .relaxed)
+                    while now > seen {
+                        let (ok, current) = mostWorking.compareExchange(expected: seen, desired: now, ordering: .relaxed)
+                        if ok { break }
+                        seen = current
+                    }
+                    var spin = 0
+                    for i in 0..<2000 { spin &+= i }  // a little work
+                    _ = spin
+                    packetsDone.add(job.count, ordering: .relaxed)
+                    working.subtract(1, ordering: .sequentiallyConsistent)
+                    if job.batch.pendingChunks.subtract(1, ordering: .acquiringAndReleasing).newValue == 0 {
+                        batchesDone.add(1, ordering: .relaxed)
+                        pool.give(job.batch)
+                    }
+                }
+            })
+        }
+        let rounds = 2000
+        var packets = 0
+        for r in 0..<rounds {
+            let batch = pool.take()!
+            batch.count = 1 + (r * 37) % 128
+            packets += batch.count
+            queue.push(batch, chunk: 32)
+            if r % 100 == 0 { usleep(200) }  // let workers park now and then, so wake-ups are exercised
+        }
+        var waited = 0
+        while batchesDone.load(ordering: .relaxed) < rounds && waited < 10_000 { usleep(1000); waited += 1 }
+        queue.close()
+        for t in workers { t.join() }
+        XCTAssertEqual(batchesDone.load(ordering: .relaxed), rounds)
+        XCTAssertEqual(packetsDone.load(ordering: .relaxed), packets)
+        XCTAssertLessThanOrEqual(mostWorking.load(ordering: .relaxed), 2)
+        XCTAssertGreaterThanOrEqual(mostWorking.load(ordering: .relaxed), 1)
+    }
+
+    func testMaxActiveNeverExceedsWorkers() {
+        XCTAssertEqual(CryptoQueue(capacity: 8, workers: 3, maxActive: 16).maxActive, 3)
+        XCTAssertEqual(CryptoQueue(capacity: 8, workers: 3, maxActive: 0).maxActive, 1)
+    }
+}
