@@ -63,25 +63,22 @@ public final class StatusServer: @unchecked Sendable {  // fds are fixed after i
         self.path = path
         self.allowedUID = allowedUID
         self.clientTimeoutMs = clientTimeoutMs
-        // Every directory from the root's parent down is made private (the root's parent, e.g. /run, exists).
-        let parts = path.split(separator: "/").dropLast()
-        var dir = ""
-        for (i, part) in parts.enumerated() {
-            dir += "/" + part
-            if i == 0 && parts.count > 1 { continue }   // the top level, e.g. /run or /tmp: leave it alone
-            let rc = vf_private_directory(dir)
-            if rc < 0 { throw StatusServerError.system(path: path, SystemError("directory \(dir)", negated: Int(rc))) }
-        }
-        var fd = vf_unix_listen(path, 8)
-        if fd == -EADDRINUSE {
-            let probe = vf_unix_connect(path, 500)
-            if probe >= 0 {
-                _ = vf_close(probe)
-                throw StatusServerError.alreadyRunning(path: path)
-            }
-            // Nobody answers: a stale socket from a run that did not clean up.
-            _ = vf_unlink(path)
+        // Every directory below the top level (e.g. /run) is made private. Another server stopping in this
+        // namespace may remove an emptied directory just before we bind: then make it again (bounded).
+        var fd: Int32 = -ENOENT
+        for _ in 0..<3 where fd == -ENOENT {
+            try Self.makeDirectories(for: path)
             fd = vf_unix_listen(path, 8)
+            if fd == -EADDRINUSE {
+                let probe = vf_unix_connect(path, 500)
+                if probe >= 0 {
+                    _ = vf_close(probe)
+                    throw StatusServerError.alreadyRunning(path: path)
+                }
+                // Nobody answers: a stale socket from a run that did not clean up.
+                _ = vf_unlink(path)
+                fd = vf_unix_listen(path, 8)
+            }
         }
         if fd < 0 { throw StatusServerError.system(path: path, SystemError("listen", negated: Int(fd))) }
         let wake = vf_eventfd()
@@ -91,6 +88,17 @@ public final class StatusServer: @unchecked Sendable {  // fds are fixed after i
         }
         listenFD = fd
         wakeFD = wake
+    }
+
+    private static func makeDirectories(for path: String) throws {
+        let parts = path.split(separator: "/").dropLast()
+        var dir = ""
+        for (i, part) in parts.enumerated() {
+            dir += "/" + part
+            if i == 0 && parts.count > 1 { continue }   // the top level, e.g. /run or /tmp: leave it alone
+            let rc = vf_private_directory(dir)
+            if rc < 0 { throw StatusServerError.system(path: path, SystemError("directory \(dir)", negated: Int(rc))) }
+        }
     }
 
     /// Serves until `stop()`; `respond` runs on the server's thread and returns the whole answer's text.
@@ -108,6 +116,12 @@ public final class StatusServer: @unchecked Sendable {  // fds are fixed after i
         _ = vf_close(listenFD)
         _ = vf_unlink(path)
         _ = vf_close(wakeFD)
+        // The namespace's directory goes too once empty (namespaces come and go; /run/vpnfast should not fill
+        // with their directories). rmdir fails harmlessly while another interface's socket is in it.
+        if let slash = path.lastIndex(of: "/"), path[path.index(after: slash)...].hasSuffix(".sock"),
+           path[..<slash].split(separator: "/").last?.hasPrefix("net-") == true {
+            _ = rmdir(String(path[..<slash]))
+        }
     }
 
     deinit { stop() }
