@@ -195,8 +195,11 @@ show_text() {
     o=$(vf_other "$s")
     out=$(timeout 10 ip netns exec "${VF_NS[$s]}" "$VPNFAST" show "${VF_IF[$s]}" 2>&1) ||
         { VF_REASON="vpnfast show failed: $(head -c 300 <<<"$out")"; return 1; }
-    for want in "interface: ${VF_IF[$s]}" "peer: ${VF_PUB[$o]}" "latest handshake: " "transfer: " "queue: " \
-        "sojourn in fq_codel since start" "drops: codel " "ecn: CE marks sent "; do
+    local wants=("interface: ${VF_IF[$s]}" "peer: ${VF_PUB[$o]}" "latest handshake: " "transfer: "
+        "drops: codel " "ecn: CE marks sent ")
+    # Queue and sojourn lines exist with fq_codel (not with --no-aqm).
+    [[ "$out" == *"queueing: FIFO"* ]] || wants+=("queue: " "sojourn in fq_codel since start")
+    for want in "${wants[@]}"; do
         if [[ "$out" != *"$want"* ]]; then
             VF_REASON="no '$want' in: $(tr '\n' '|' <<<"$out" | head -c 600)"
             return 1
