@@ -20,9 +20,13 @@ public enum ControlSocketPath {
     public static let root = "/run/vpnfast"
 
     /// The directory of this network namespace's control sockets.
+    /// The fixed inode of the initial network namespace on recent kernels (PROC_NET_INIT_INO; dynamic namespace
+    /// inodes start at 0xF0000000, so it never names another one).
+    static let initialNamespaceInode: Int64 = 0xEFFF_FFF9
+
     public static func directory(root: String = ControlSocketPath.root) -> String {
         let own = vf_netns_inode(0)
-        if own > 0 && vf_netns_inode(1) == own { return root }
+        if own > 0 && (own == initialNamespaceInode || vf_netns_inode(1) == own) { return root }
         // Another namespace (or pid 1's cannot be read, as for a user who may not see it).
         return own > 0 ? "\(root)/net-\(own)" : root
     }
