@@ -116,6 +116,16 @@ struct Up: ParsableCommand {
             throw ExitCode(1)
         }
 
+        // The control socket first: a live vpnfast already serving this interface here is reported as such.
+        let status: StatusServer
+        do {
+            status = try StatusServer(path: ControlSocketPath.path(interface: name))
+        } catch {
+            printError("\(error)")
+            throw ExitCode(1)
+        }
+        defer { status.stop() }
+
         // Block the signals before any thread starts so that only the signalfd sees them.
         let sigfd = vf_signalfd_setup()
         guard sigfd >= 0 else {
@@ -126,6 +136,7 @@ struct Up: ParsableCommand {
         let tun: LinuxTun
         let bind: any UDPBind
         var backendNote: String
+        var backendName = "recvmmsg/sendmmsg"
         do {
             tun = try LinuxTun(name: name, offloads: offloads == "on", counters: counters)
         } catch {
@@ -159,6 +170,7 @@ struct Up: ParsableCommand {
                     : "recvmmsg/sendmmsg (auto: io_uring unavailable: \(uringReason))"
             }
             if useUring {
+                backendName = "io_uring"
                 bind = try UringBind(port: loaded.listenPort, offloads: offloads == "on", onGSODisabled: onGSODisabled)
             } else {
                 bind = try MmsgBind(port: loaded.listenPort, offloads: offloads == "on", onGSODisabled: onGSODisabled)
@@ -188,6 +200,19 @@ struct Up: ParsableCommand {
         logger.info("offloads: TUN \(tun.offloadFlags == 0 ? "none" : "0x" + String(tun.offloadFlags, radix: 16)) (TSO \(tun.segmentationOffload ? "on" : "off")), UDP GRO \(bind.datagramsPerMessage > 1 ? "on" : "off")")
         logger.info("I/O backend: \(backendNote)")
         device.start()
+        let extra: [StatusField] = [
+            .init("io", backendName),
+            .init("offloads", offloads),
+            .init("tun_offloads", "0x" + String(tun.offloadFlags, radix: 16)),
+            .init("udp_gro", bind.datagramsPerMessage > 1 ? "on" : "off"),
+        ]
+        let ifname = tun.name
+        status.start { [device] request in
+            switch request {
+            case .show: return StatusProtocol.encode(device.statusReport(name: ifname, extra: extra))
+            }
+        }
+        logger.info("control socket \(status.path) (vpnfast show \(ifname))")
         while true {
             let sig = vf_signalfd_read(sigfd)
             if sig == SIGUSR1 {
@@ -199,6 +224,7 @@ struct Up: ParsableCommand {
                 break
             }
         }
+        status.stop()
         device.stop()
         device.logCounters()
         tun.close()

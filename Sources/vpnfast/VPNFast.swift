@@ -8,7 +8,7 @@ struct VPNFast: ParsableCommand {
         abstract: "A userspace WireGuard-protocol VPN data plane for Linux.",
         discussion: "vpnfast speaks the WireGuard protocol and interoperates with kernel WireGuard and wireguard-go. "
             + "It reads wg-quick style configuration files.",
-        subcommands: [Up.self, GenKey.self, PubKey.self, Bench.self]
+        subcommands: [Up.self, Show.self, GenKey.self, PubKey.self, Bench.self]
     )
 }
 

@@ -8,6 +8,10 @@ Subcommands (every one is bounded in time and size):
                       random bytes (--bytes N, or for --seconds S), print "BYTES SHA256"
   flood ADDR PORT     send hostile UDP datagrams at a WireGuard listen port and
                       print a one-line summary of what was sent
+  unix PATH           send bytes (--hex) to a Unix stream socket (vpnfast's control
+                      socket) and print what comes back (up to 64 KiB, --timeout)
+  showcheck           read `vpnfast show --json` on stdin and check the peer sections:
+                      non-zero rx/tx bytes, and every queue, sojourn, drop and ECN field
 
 It only ever talks to the address it is given; the test scripts give it
 addresses inside the namespaces they created.
@@ -187,6 +191,77 @@ def cmd_flood(args):
     return 0 if total > 0 else 1
 
 
+def cmd_unix(args):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(args.timeout)
+    s.connect(args.path)
+    try:
+        s.sendall(bytes.fromhex(args.hex))
+    except OSError:
+        pass  # the server may answer a too-long request and hang up before taking all of it
+    got = b""
+    try:
+        while len(got) < 65536:
+            data = s.recv(4096)
+            if not data:
+                break
+            got += data
+    except (socket.timeout, ConnectionResetError):
+        pass
+    s.close()
+    sys.stdout.write(got.decode("utf-8", "replace"))
+    return 0
+
+
+# Fields every peer section of `vpnfast show --json` carries (sojourn percentiles once packets were sent).
+SHOW_PEER_FIELDS = [
+    "peer", "rx_bytes", "tx_bytes", "latest_handshake_unix_ns", "queue_packets", "queue_bytes", "active_flows",
+    "sojourn_samples", "sojourn_p50_ns", "sojourn_p99_ns", "tx_drop_codel", "tx_drop_aqm_limit",
+    "rx_drop_bad_mac", "rx_drop_replay", "rx_drop_ecn_not_ect_ce", "tx_ce_marks", "rx_outer_ce",
+    "ecn_anomaly_dangerous", "ecn_anomaly_possibly_dangerous", "rx_codel_drops", "rx_codel_ce_marks",
+]
+
+
+def cmd_showcheck(args):
+    import json
+    try:
+        doc = json.load(sys.stdin)
+    except ValueError as e:
+        print("showcheck: not JSON: %s" % e)
+        return 1
+    ifaces = doc.get("interfaces", [])
+    if len(ifaces) != 1:
+        print("showcheck: %d interfaces, expected 1" % len(ifaces))
+        return 1
+    iface = ifaces[0]
+    for key in ("interface", "listen_port", "threads", "io", "aead", "aqm", "counters"):
+        if key not in iface:
+            print("showcheck: interface section lacks %s" % key)
+            return 1
+    peers = iface.get("peers", [])
+    if len(peers) != 1:
+        print("showcheck: %d peers, expected 1" % len(peers))
+        return 1
+    peer = peers[0]
+    # With --no-aqm there is no fq_codel, so no sojourn times.
+    fifo = iface["aqm"] == "off"
+    missing = [k for k in SHOW_PEER_FIELDS if k not in peer and not (fifo and k.startswith("sojourn_p"))]
+    if missing:
+        print("showcheck: peer lacks %s" % ",".join(missing))
+        return 1
+    for k in ("rx_bytes", "tx_bytes", "latest_handshake_unix_ns") + (() if fifo else ("sojourn_samples",)):
+        if not isinstance(peer[k], int) or peer[k] <= 0:
+            print("showcheck: peer %s is %r, expected a positive number" % (k, peer[k]))
+            return 1
+    if args.peer and peer["peer"] != args.peer:
+        print("showcheck: peer is %s, expected %s" % (peer["peer"], args.peer))
+        return 1
+    print("showcheck: rx_bytes=%d tx_bytes=%d sojourn p50=%sns p99=%sns samples=%d queue=%d/%dB" % (
+        peer["rx_bytes"], peer["tx_bytes"], peer.get("sojourn_p50_ns", "-"), peer.get("sojourn_p99_ns", "-"),
+        peer["sojourn_samples"], peer["queue_packets"], peer["queue_bytes"]))
+    return 0
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -223,6 +298,16 @@ def main():
     f.add_argument("--max-seconds", type=float, default=30)
     f.add_argument("--seed", type=int, default=None)
     f.set_defaults(func=cmd_flood)
+
+    u = sub.add_parser("unix")
+    u.add_argument("path")
+    u.add_argument("--hex", default="", help="bytes to send, in hex")
+    u.add_argument("--timeout", type=float, default=5)
+    u.set_defaults(func=cmd_unix)
+
+    c = sub.add_parser("showcheck")
+    c.add_argument("--peer", default=None, help="the public key the one peer must have")
+    c.set_defaults(func=cmd_showcheck)
 
     args = p.parse_args()
     if args.cmd == "send" and args.bytes <= 0 and args.seconds <= 0:

@@ -10,6 +10,7 @@
 # Environment:
 #   VPNFAST       vpnfast binary (default .build/release/vpnfast in the repo)
 #   VPNFAST_ARGS  extra arguments for every `vpnfast up`
+#   RUNS          only these runs, e.g. RUNS="basic show" (names as in "ok PAIR:RUN:case"; default all)
 #   XFER_BYTES    size of the big TCP transfer (default 64 MiB)
 #   VF_VERBOSE=1  progress notes; VF_KEEP_LOGS=1 keep the logs directory
 
@@ -37,6 +38,7 @@ done
 # Stops whatever runs, writes both configs and starts A then B.
 start_run() {
     local run=$1 epa=$2 epb=$3 psk=$4 kaa=$5; shift 5
+    [[ -z "${RUNS:-}" || " $RUNS " == *" $run "* ]] || return 1
     RUN=$run
     RUN_FAILED_BEFORE=$VF_FAILED
     vf_stop_both
@@ -165,6 +167,95 @@ at_most_lost() { # N
     fi
 }
 
+# ------------------------------------------------------------ vpnfast show
+
+# show_socket SIDE: the control socket vpnfast logged is keyed by this network namespace's inode, root-only
+# (directory 0700, socket 0600, owned by root). Sets SHOW_SOCK.
+show_socket() {
+    local s=$1 ino want
+    SHOW_SOCK=$(sed -n 's|.*control socket \(/[^ ]*\.sock\) .*|\1|p' "${VF_LOG[$s]}" | head -n 1)
+    ino=$(ip netns exec "${VF_NS[$s]}" stat -L -c %i /proc/self/ns/net)
+    want="/run/vpnfast/net-$ino/${VF_IF[$s]}.sock"
+    if [[ "$SHOW_SOCK" != "$want" ]]; then
+        VF_REASON="logged control socket '${SHOW_SOCK}', expected $want"
+        return 1
+    fi
+    if [[ ! -S "$SHOW_SOCK" ]]; then VF_REASON="$SHOW_SOCK is not a socket"; return 1; fi
+    if [[ "$(stat -c '%a %u' "$SHOW_SOCK")" != "600 0" || "$(stat -c '%a %u' "${SHOW_SOCK%/*}")" != "700 0" ||
+        "$(stat -c '%a %u' /run/vpnfast)" != "700 0" ]]; then
+        VF_REASON="modes: socket $(stat -c '%a %u' "$SHOW_SOCK"), directory $(stat -c '%a %u' "${SHOW_SOCK%/*}"), /run/vpnfast $(stat -c '%a %u' /run/vpnfast) (want 600/700/700, owner 0)"
+        return 1
+    fi
+}
+
+# show_text SIDE: `vpnfast show IFACE` prints the interface and its peer with the queue, sojourn, drop and
+# ECN lines.
+show_text() {
+    local s=$1 o out want
+    o=$(vf_other "$s")
+    out=$(timeout 10 ip netns exec "${VF_NS[$s]}" "$VPNFAST" show "${VF_IF[$s]}" 2>&1) ||
+        { VF_REASON="vpnfast show failed: $(head -c 300 <<<"$out")"; return 1; }
+    local wants=("interface: ${VF_IF[$s]}" "peer: ${VF_PUB[$o]}" "latest handshake: " "transfer: "
+        "drops: codel " "ecn: CE marks sent ")
+    # Queue and sojourn lines exist with fq_codel (not with --no-aqm).
+    [[ "$out" == *"queueing: FIFO"* ]] || wants+=("queue: " "sojourn in fq_codel since start")
+    for want in "${wants[@]}"; do
+        if [[ "$out" != *"$want"* ]]; then
+            VF_REASON="no '$want' in: $(tr '\n' '|' <<<"$out" | head -c 600)"
+            return 1
+        fi
+    done
+    vf_note "vpnfast show:"$'\n'"$out"
+}
+
+# show_json SIDE [IFACE...]: `vpnfast show --json` parses and its one peer has non-zero rx/tx bytes, sojourn
+# samples and every queue, drop and ECN field (nettool.py showcheck). Without IFACE: all interfaces here.
+show_json() {
+    local s=$1 o out; shift
+    o=$(vf_other "$s")
+    out=$(timeout 10 ip netns exec "${VF_NS[$s]}" "$VPNFAST" show --json "$@" 2>&1 |
+        "$VF_PY" "$VF_NETTOOL" showcheck --peer "${VF_PUB[$o]}")
+    if [[ "$out" != showcheck:\ rx_bytes=* ]]; then VF_REASON=$out; return 1; fi
+    printf '# %s\n' "$out"
+}
+
+# show_fails SIDE EXPECTED-MESSAGE CMD...: CMD (run in SIDE's namespace) exits non-zero with the message.
+show_fails() {
+    local s=$1 want=$2 out rc; shift 2
+    out=$(timeout 10 ip netns exec "${VF_NS[$s]}" "$@" 2>&1)
+    rc=$?
+    if ((rc == 0)) || [[ "$out" != *"$want"* ]]; then
+        VF_REASON="status $rc, output: $(head -c 300 <<<"$out") (expected a failure with '$want')"
+        return 1
+    fi
+}
+
+# show_garbage SIDE: bytes that are no request get an error answer; a client that says nothing is hung up
+# on; the server still answers `show` afterwards.
+show_garbage() {
+    local s=$1 out
+    out=$(ip netns exec "${VF_NS[$s]}" "$VF_PY" "$VF_NETTOOL" unix "$SHOW_SOCK" --hex ff00676172626167650a0a 2>&1)
+    [[ "$out" == error=* ]] || { VF_REASON="garbage answered with: $(head -c 200 <<<"$out")"; return 1; }
+    out=$(ip netns exec "${VF_NS[$s]}" "$VF_PY" "$VF_NETTOOL" unix "$SHOW_SOCK" --hex "$(printf '78%.0s' {1..5000})" 2>&1)
+    [[ "$out" == error=* ]] || { VF_REASON="5000-byte request answered with: $(head -c 200 <<<"$out")"; return 1; }
+    out=$(ip netns exec "${VF_NS[$s]}" "$VF_PY" "$VF_NETTOOL" unix "$SHOW_SOCK" --timeout 4 2>&1)
+    [[ -z "$out" ]] || { VF_REASON="a silent client got: $(head -c 200 <<<"$out")"; return 1; }
+    out=$(ip netns exec "${VF_NS[$s]}" "$VF_PY" "$VF_NETTOOL" unix "$SHOW_SOCK" --hex 73686f770a 2>&1)
+    [[ "$out" == interface=* ]] || { VF_REASON="'show' afterwards answered with: $(head -c 200 <<<"$out")"; return 1; }
+}
+
+# socket_gone: the control socket, and its namespace's emptied directory, were removed at exit.
+socket_gone() {
+    [[ ! -e "$SHOW_SOCK" ]] || { VF_REASON="$SHOW_SOCK still exists"; return 1; }
+    [[ ! -e "${SHOW_SOCK%/*}" ]] || { VF_REASON="${SHOW_SOCK%/*} still exists"; return 1; }
+}
+
+# sigterm_exit SIDE: SIGTERM ends vpnfast within 10 s with status 0.
+sigterm_exit() {
+    vf_stop "$1" TERM || { VF_REASON="still running 10 s after SIGTERM (killed)"; return 1; }
+    [[ "$VF_EXIT" == 0 ]] || { VF_REASON="exit status $VF_EXIT"; return 1; }
+}
+
 # ------------------------------------------------------------ one pairing
 
 run_pair() {
@@ -279,6 +370,37 @@ run_pair() {
     else
         RUN=rekey
         vf_skip "$PAIR:rekey" "needs vpnfast on side A (--rekey-after-time)"
+    fi
+
+    # 7. `vpnfast show` on A after traffic both ways: text, JSON (also without IFACE), clear errors for a
+    #    missing interface and a non-root user, garbage on the control socket, a second instance refused,
+    #    the socket gone after SIGTERM.
+    if [[ "$IMPL_A" == vpnfast ]]; then
+        if start_run show v4 v4 "" ""; then
+            if case_ handshake vf_wait_tunnel a "${VF_T4[b]}" 10; then
+                case_ tcp-8MiB-a-to-b vf_transfer a b "${VF_T4[b]}" --bytes $((8 * MIB))
+                case_ tcp-2MiB-b-to-a vf_transfer b a "${VF_T4[a]}" --bytes $((2 * MIB))
+                case_ socket-path-and-modes show_socket a
+                case_ show-text show_text a
+                case_ show-json show_json a "${VF_IF[a]}"
+                case_ show-all-json show_json a
+                case_ show-missing-iface show_fails a "no vpnfast interface named nosuch0 is running" \
+                    "$VPNFAST" show nosuch0
+                case_ show-non-root-refused show_fails a "vpnfast: permission denied" \
+                    setpriv --reuid=65534 --regid=65534 --clear-groups "$VPNFAST" show "${VF_IF[a]}"
+                case_ second-instance-refused show_fails a "already serves this interface" \
+                    "$VPNFAST" up "${VF_CONF[a]}" --interface "${VF_IF[a]}"
+                case_ garbage-answered show_garbage a
+                case_ survives still_running a
+                case_ ping-after-garbage vf_ping_ok a "${VF_T4[b]}" 3 0.2 0
+                case_ sigterm-clean-exit sigterm_exit a
+                case_ socket-removed socket_gone
+            fi
+            finish_run
+        fi
+    else
+        RUN=show
+        vf_skip "$PAIR:show" "needs vpnfast on side A"
     fi
 
     vf_topology_down

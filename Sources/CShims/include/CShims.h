@@ -115,6 +115,27 @@ int vf_eventfd_drain(int fd);
 int vf_poll2(int fd, int wake_fd, int timeout_ms);
 int vf_close(int fd);
 
+// ---- Unix sockets and namespaces (unix.c): the control socket of `vpnfast show` ----
+/// A listening AF_UNIX stream socket at `path` (mode 0600), close-on-exec. Returns the fd or -errno
+/// (-EADDRINUSE if the path exists, -ENAMETOOLONG if it does not fit sun_path).
+int vf_unix_listen(const char *path, int backlog);
+/// Connects to `path` with send/receive timeouts of timeout_ms (connect included). Returns the fd or -errno.
+int vf_unix_connect(const char *path, int timeout_ms);
+/// accept4 with close-on-exec. Returns the connection's fd or -errno.
+int vf_unix_accept(int fd);
+/// SO_RCVTIMEO and SO_SNDTIMEO of timeout_ms. Returns 0 or -errno.
+int vf_socket_timeouts(int fd, int timeout_ms);
+/// The user id of the process at the other end of a connected Unix socket (SO_PEERCRED), or -errno.
+long vf_peer_uid(int fd);
+/// Makes `path` a directory of mode 0700 owned by the effective user (creating it if needed; a symlink or a
+/// directory owned by someone else is refused with -ENOTDIR / -EPERM). Returns 0 or -errno.
+int vf_private_directory(const char *path);
+/// The inode of /proc/PID/ns/net (pid 0: this process), which names its network namespace; or -errno.
+long long vf_netns_inode(int pid);
+int vf_unlink(const char *path);
+/// send() with MSG_NOSIGNAL (a client that went away gives -EPIPE, not SIGPIPE). Returns bytes sent or -errno.
+long vf_send(int fd, const void *buf, size_t len);
+
 // ---- Time and threads (sys.c) ----
 uint64_t vf_monotonic_ns(void);
 uint64_t vf_realtime_ns(void);
@@ -134,5 +155,11 @@ int vf_thread_get_affinity(uint64_t *mask, size_t bytes);
 // ---- Atomic counters (inline: used on the data path, per batch) ----
 static inline void vf_counter_add(uint64_t *p, uint64_t v) { __atomic_fetch_add(p, v, __ATOMIC_RELAXED); }
 static inline uint64_t vf_counter_load(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
+static inline void vf_counter_store(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_RELAXED); }
+/// Adds for a counter with a single writer thread: a relaxed load and store (no locked read-modify-write);
+/// other threads may read it with vf_counter_load at any time.
+static inline void vf_counter_bump(uint64_t *p, uint64_t v) {
+    __atomic_store_n(p, __atomic_load_n(p, __ATOMIC_RELAXED) + v, __ATOMIC_RELAXED);
+}
 
 #endif

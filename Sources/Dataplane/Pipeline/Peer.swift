@@ -26,6 +26,8 @@ public final class Peer: @unchecked Sendable {  // fields marked "lock" are guar
     public let handshakeWanted = Atomic<Bool>(false)
     public let rxBytes = Atomic<UInt64>(0)
     public let txBytes = Atomic<UInt64>(0)
+    /// Drops by reason, ECN marks, queue gauges and sojourn times of this peer (PeerStats.swift).
+    public let stats = PeerStats()
     /// Wall-clock nanoseconds of the last completed handshake (0: never).
     public let lastHandshakeRealtime = Atomic<UInt64>(0)
 

@@ -71,7 +71,10 @@ extension Device {
                 }
                 guard keypair.canReceive(now: now) else { counters.add(.rxDropExpiredKey); continue }
                 let counter = loadLE64(p, 8)
-                guard counter < ProtocolLimits.rejectAfterMessages else { counters.add(.rxDropReplay); continue }
+                guard counter < ProtocolLimits.rejectAfterMessages else {
+                    counters.add(.rxDropReplay); peers[Int(keypair.peerID)].stats.add(.rxDropReplay)
+                    continue
+                }
                 batch.items[i] = AEADItem(data: p + MessageLayout.transportHeaderSize,
                                           key: keypair.receiveKey.unsafePointer, counter: counter,
                                           length: Int32(length - MessageLayout.transportHeaderSize))
@@ -96,8 +99,9 @@ extension Device {
                 let slot = Int(batch.keypairSlot[i])
                 let keypair = batch.keypairs[slot]
                 let item = batch.items[i]
-                guard item.ok else { counters.add(.rxDropBadMac); continue }
-                guard keypair.replay.check(item.counter) else { counters.add(.rxDropReplay); continue }
+                let stats = peers[Int(keypair.peerID)].stats
+                guard item.ok else { counters.add(.rxDropBadMac); stats.add(.rxDropBadMac); continue }
+                guard keypair.replay.check(item.counter) else { counters.add(.rxDropReplay); stats.add(.rxDropReplay); continue }
                 authenticated[slot] += 1
                 lastSource[slot] = i
                 bytes[slot] += UInt64(batch.lengths[i])
@@ -116,14 +120,14 @@ extension Device {
                 // RFC 6040 decapsulation: combine the outer ECN into the inner header (or drop).
                 let outer = batch.tos[i] & 0x03
                 if outer != 0 {
-                    if outer == ECNCodepoint.ce.rawValue { counters.add(.rxOuterCe) }
+                    if outer == ECNCodepoint.ce.rawValue { counters.add(.rxOuterCe); stats.add(.rxOuterCe) }
                     switch ECN.decapsulate(packet: p, length: inner, outerTOS: batch.tos[i]) {
                     case .drop:
-                        counters.add(.rxDropEcnNotEctCe)
-                        noteECNAnomaly(.dangerous, now: now)
+                        counters.add(.rxDropEcnNotEctCe); stats.add(.rxDropEcnNotEctCe)
+                        noteECNAnomaly(.dangerous, stats: stats, now: now)
                         continue
                     case .forward(_, let anomaly?):
-                        noteECNAnomaly(anomaly, now: now)
+                        noteECNAnomaly(anomaly, stats: stats, now: now)
                     case .forward(_, nil):
                         break
                     }
@@ -135,6 +139,7 @@ extension Device {
             var total: UInt64 = 0
             for (s, keypair) in batch.keypairs.enumerated() where authenticated[s] > 0 {
                 total += bytes[s]
+                peers[Int(keypair.peerID)].stats.add(.rxPackets, UInt64(dataPackets[s]))
                 received(on: keypair, from: batch.endpoints[lastSource[s]], data: dataPackets[s] > 0,
                          bytes: bytes[s], now: now)
             }
@@ -207,10 +212,10 @@ extension Device {
 
 extension Device {
     /// Counts an RFC 6040 decapsulation anomaly and logs at most one line per 10 s about them.
-    func noteECNAnomaly(_ anomaly: ECN.Anomaly, now: UInt64) {
+    func noteECNAnomaly(_ anomaly: ECN.Anomaly, stats: PeerStats, now: UInt64) {
         switch anomaly {
-        case .dangerous: counters.add(.ecnAnomalyDangerous)
-        case .possiblyDangerous: counters.add(.ecnAnomalyPossiblyDangerous)
+        case .dangerous: counters.add(.ecnAnomalyDangerous); stats.add(.ecnAnomalyDangerous)
+        case .possiblyDangerous: counters.add(.ecnAnomalyPossiblyDangerous); stats.add(.ecnAnomalyPossiblyDangerous)
         }
         let last = lastECNAnomalyLog.load(ordering: .relaxed)
         if last == 0 || now &- last >= 10 * ProtocolLimits.second {

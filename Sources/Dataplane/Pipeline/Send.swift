@@ -63,7 +63,7 @@ extension Device {
             }
             guard let keypair = runKeypair, let counter = keypair.reserveCounters(1, now: now) else {
                 let overflow = peer.lock.withLock { peer.stage(p, length) }
-                if overflow { counters.add(.txDropStagedOverflow) }
+                if overflow { counters.add(.txDropStagedOverflow); peer.stats.add(.txDropStagedOverflow) }
                 runKeypair = nil
                 wantHandshake(peer)
                 markDropped(batch, i)
@@ -106,6 +106,7 @@ extension Device {
 
     func udpWriterLoop() {
         var bytesPerSlot = [UInt64](repeating: 0, count: sendPool.maxPacketsPerBatch)
+        var packetsPerSlot = [UInt64](repeating: 0, count: sendPool.maxPacketsPerBatch)
         while let batch = sendQueue.popCrypted() {
             var m = 0
             for i in 0..<batch.count where batch.keypairSlot[i] != PacketBatch.dropped {
@@ -126,12 +127,16 @@ extension Device {
             counters.add(.txPackets, UInt64(sent))
             counters.add(.txDropSendError, UInt64(m - sent))
             let now = clock.now()
-            for s in 0..<batch.keypairs.count { bytesPerSlot[s] = 0 }
-            for i in 0..<m { bytesPerSlot[Int(batch.keypairSlot[i])] += UInt64(batch.ioLengths[i]) }
+            for s in 0..<batch.keypairs.count { bytesPerSlot[s] = 0; packetsPerSlot[s] = 0 }
+            for i in 0..<m {
+                bytesPerSlot[Int(batch.keypairSlot[i])] += UInt64(batch.ioLengths[i])
+                packetsPerSlot[Int(batch.keypairSlot[i])] += 1
+            }
             var total: UInt64 = 0
             for (s, keypair) in batch.keypairs.enumerated() {
                 let peer = peers[Int(keypair.peerID)]
                 peer.txBytes.add(bytesPerSlot[s], ordering: .relaxed)
+                peer.stats.add(.txPackets, packetsPerSlot[s])
                 total += bytesPerSlot[s]
                 afterSend(peer, keypair: keypair, data: true, now: now)
             }

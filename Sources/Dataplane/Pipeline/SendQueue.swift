@@ -106,7 +106,15 @@ extension Device {
             }
             if n > 0 { enqueueRead(q, n) }
             schedule(q)
+            for peerID in q.active { publishGauges(peers[Int(peerID)], q.queues[Int(peerID)]!) }
         }
+    }
+
+    /// Publishes a peer's queue length and active flows for `show` (tun-reader, after each round).
+    @inline(__always) func publishGauges(_ peer: Peer, _ queue: PeerQueue) {
+        peer.stats.set(.queuePackets, UInt64(queue.queuedPackets))
+        peer.stats.set(.queueBytes, queue.queuedBytes)
+        peer.stats.set(.activeFlows, UInt64(queue.activeFlows))
     }
 
     /// Routes and enqueues the `n` packets just read into q.readHandles / q.readLengths.
@@ -140,6 +148,7 @@ extension Device {
                                   ecnCapable: ecn, now: now, dropped: &q.dropped)
             if r.dropped > 0 {
                 counters.add(.txDropAqmLimit, UInt64(r.dropped))
+                peer.stats.bump(.txDropAqmLimit, UInt64(r.dropped))
                 q.freeSlots.append(contentsOf: q.dropped)
                 q.dropped.removeAll(keepingCapacity: true)
             }
@@ -152,7 +161,7 @@ extension Device {
 
     func stageAndAsk(_ peer: Peer, _ p: UnsafeRawPointer, _ length: Int) {
         let overflow = peer.lock.withLock { peer.stage(p, length) }
-        if overflow { counters.add(.txDropStagedOverflow) }
+        if overflow { counters.add(.txDropStagedOverflow); peer.stats.add(.txDropStagedOverflow) }
         wantHandshake(peer)
     }
 
@@ -171,13 +180,16 @@ extension Device {
                 let queue = q.queues[Int(peerID)]!
                 let (keypair, endpoint) = peer.lock.withLock { (peer.sendingKeypair(now: now), peer.endpoint) }
                 var taken = 0
+                var marks: UInt64 = 0
+                let sojourns = peer.stats.sojournBuckets()
                 while taken < 64 && batch.count < batch.capacity, let d = queue.dequeue(now: now, dropped: &q.dropped) {
                     let h = d.handle
                     let p = q.slab.slot(Int(h)) + Device.headroom
                     let length = Int(q.fq.length(of: h))
+                    PeerStats.recordSojourn(d.sojourn, into: sojourns)
                     if d.markCE {
                         _ = ECN.markCE(packet: p, length: length)
-                        counters.add(.txCeMarks)
+                        marks += 1
                     }
                     taken += 1
                     guard let keypair, let endpoint, let counter = keypair.reserveCounters(1, now: now) else {
@@ -191,8 +203,11 @@ extension Device {
                     batch.handles[batch.count] = h
                     batch.count += 1
                 }
+                counters.add(.txCeMarks, marks)
+                peer.stats.bump(.txCeMarks, marks)
                 if !q.dropped.isEmpty {
                     counters.add(.txDropCodel, UInt64(q.dropped.count))
+                    peer.stats.bump(.txDropCodel, UInt64(q.dropped.count))
                     q.freeSlots.append(contentsOf: q.dropped)
                     q.dropped.removeAll(keepingCapacity: true)
                 }
@@ -200,6 +215,7 @@ extension Device {
                     q.isActive[Int(peerID)] = false
                     q.active.remove(at: q.cursor)
                     _ = queue.releaseIfIdle(now: now)
+                    publishGauges(peer, queue)
                 } else {
                     q.cursor += 1
                 }
