@@ -44,6 +44,11 @@ uint64_t vf_monotonic_ns(void) {
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+void vf_sleep_ns(uint64_t ns) {
+    struct timespec ts = { .tv_sec = (time_t)(ns / 1000000000ull), .tv_nsec = (long)(ns % 1000000000ull) };
+    (void)clock_nanosleep(CLOCK_MONOTONIC, 0, &ts, NULL);   /* a signal cuts it short: callers re-check */
+}
+
 uint64_t vf_realtime_ns(void) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);

@@ -180,7 +180,9 @@ int vf_mmsg_recv(vf_mmsg *m, int fd, void *const *bufs, const uint32_t *caps, ui
 }
 
 static int same_endpoint(const vf_endpoint *a, const vf_endpoint *b) {
-    return a->sin6_port == b->sin6_port && memcmp(&a->sin6_addr, &b->sin6_addr, sizeof a->sin6_addr) == 0;
+    /* The flow label (--flowlabel) travels in sin6_flowinfo: a segmented run carries one label. */
+    return a->sin6_port == b->sin6_port && a->sin6_flowinfo == b->sin6_flowinfo
+        && memcmp(&a->sin6_addr, &b->sin6_addr, sizeof a->sin6_addr) == 0;
 }
 
 unsigned int vf_gso_plan(const uint32_t *lens, const vf_endpoint *to, const uint8_t *tos, unsigned int count,

@@ -29,7 +29,7 @@ VF_HIDDEN socklen_t vf_endpoint_to_addr(int family, const vf_endpoint *e, struct
 VF_HIDDEN void vf_cmsg_parse(const struct cmsghdr *c, uint16_t *gro, uint8_t *tos, uint64_t *stamp);
 
 /// Groups datagrams [0, count) into send messages. With `gso`, a run of consecutive datagrams to the same
-/// endpoint and TOS whose lengths equal the first one's (the last may be shorter), at most `max_segments` of them and
+/// endpoint (address, port and flow label) and TOS whose lengths equal the first one's (the last may be shorter), at most `max_segments` of them and
 /// VF_GSO_MAX_BYTES in all, is one message; without, each datagram is its own message. Writes each message's
 /// datagram count to group_size[] and returns the number of messages, at most `max_groups` (datagrams beyond
 /// those are not planned).

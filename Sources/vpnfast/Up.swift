@@ -47,6 +47,12 @@ struct Up: ParsableCommand {
     @Option(name: .long, help: "Outer DSCP: zero (as kernel WireGuard: nothing about the inner traffic leaks) or copy (the inner DSCP is carried to the outer header so priority marking survives the tunnel). ECN is always carried (RFC 6040).")
     var dscp: String = "zero"
 
+    @Option(name: .long, help: ArgumentHelp("Shape what vpnfast sends to RATE, counting outer bytes (IP, UDP and WireGuard overhead), so the bottleneck queue forms in vpnfast's fq_codel, where CoDel manages it. tc units: bit, kbit, mbit, gbit, tbit (SI, 1000-based) or kibit, mibit, gibit, tibit (1024-based); bps, kbps, mbps, gbps (BYTES per second, as in tc). A unit is required. Set it a little below the WAN's rate (e.g. 95mbit for a 100 Mbit/s link). With --no-aqm the plain FIFO waits instead, so the queue forms in the TUN's own queue; it then sends whole TUN reads (up to 128 packets) at a time, so it is burstier than with fq_codel. Handshakes and keepalives are not counted.", valueName: "RATE"))
+    var rate: String?
+
+    @Flag(name: .long, help: "Set the outer IPv6 flow label from the inner flow hash, so routers hashing it keep inner flows apart (IPv4 endpoints are unaffected; without it the kernel's automatic label is one per peer). Labels are leased from the kernel at start; if none can be leased, vpnfast logs it and sends without.")
+    var flowlabel = false
+
     @Option(name: .long, help: "AEAD library for transport data: auto (measure both at start, use the faster), libsodium, openssl.")
     var aead: String = "auto"
 
@@ -66,6 +72,9 @@ struct Up: ParsableCommand {
             throw ValidationError("--codel-interval must be at least the target and at most 10000 ms")
         }
         if dscp != "zero" && dscp != "copy" { throw ValidationError("--dscp must be zero or copy") }
+        if let r = rate {
+            do { _ = try Rate.parse(r) } catch { throw ValidationError("--rate: \(error)") }
+        }
         if !["auto", "mmsg", "uring"].contains(io) { throw ValidationError("--io must be auto, mmsg or uring") }
         if offloads != "on" && offloads != "off" { throw ValidationError("--offloads must be on or off") }
         if aead != "auto" && AEADImplementation(rawValue: aead) == nil {
@@ -99,6 +108,11 @@ struct Up: ParsableCommand {
         loaded.device.ecn = !noEcn
         loaded.device.codelTarget = UInt64(codelTarget * 1e6)
         loaded.device.codelInterval = UInt64(codelInterval * 1e6)
+        loaded.device.rate = try rate.map { try Rate.parse($0) }
+        loaded.device.flowLabel = flowlabel
+        if let r = loaded.device.rate {
+            logger.info("egress shaped to \(r) (\(r.bitsPerSecond) bit/s of outer bytes)")
+        }
         logger.info("queueing: \(noAqm ? "FIFO (--no-aqm)" : "fq_codel per peer, CoDel target \(codelTarget) ms interval \(codelInterval) ms, ECN \(noEcn ? "off" : "on")")")
         if let chosen = AEADImplementation(rawValue: aead) {
             loaded.device.aead = chosen

@@ -21,7 +21,8 @@ public final class DevicePair: @unchecked Sendable {  // built once by the test 
     /// `bEndpointKnown`: whether B is configured with A's endpoint (otherwise only A can initiate).
     public init(threads: Int = 2, batchSize: Int = PacketBatch.capacity, presharedKey: SecretKey? = nil,
                 clock: any MonotonicClock = SystemClock(), bEndpointKnown: Bool = false,
-                rekeyAfterTime: UInt64? = nil, dscp: DSCPMode = .zero, aqm: Bool = true) throws {
+                rekeyAfterTime: UInt64? = nil, dscp: DSCPMode = .zero, aqm: Bool = true,
+                rate: Rate? = nil) throws {
         let keyA = X25519.generatePrivateKey()
         let keyB = X25519.generatePrivateKey()
         tunA = ChannelTun(name: "chanA", batchSize: batchSize)
@@ -41,6 +42,7 @@ public final class DevicePair: @unchecked Sendable {  // built once by the test 
         configA.dscp = dscp
         configB.dscp = dscp
         configA.aqm = aqm
+        configA.rate = rate
         configB.aqm = aqm
         configA.batchesPerDirection = 8
         configB.batchesPerDirection = 8

@@ -12,6 +12,8 @@ Subcommands (every one is bounded in time and size):
                       socket) and print what comes back (up to 64 KiB, --timeout)
   showcheck           read `vpnfast show --json` on stdin and check the peer sections:
                       non-zero rx/tx bytes, and every queue, sojourn, drop and ECN field
+  udp ADDR PORT       one UDP flow: --count datagrams of --size bytes from
+                      --src-port, --interval seconds apart; prints "udp: sent=N"
 
 It only ever talks to the address it is given; the test scripts give it
 addresses inside the namespaces they created.
@@ -262,6 +264,23 @@ def cmd_showcheck(args):
     return 0
 
 
+def cmd_udp(args):
+    """One small UDP flow from a fixed source port (nobody needs to listen)."""
+    s = socket.socket(family_of(args.addr), socket.SOCK_DGRAM)
+    s.bind(("", args.src_port))
+    sent = 0
+    for _ in range(args.count):
+        try:
+            s.sendto(b"f" * args.size, (args.addr, args.port))
+            sent += 1
+        except OSError:
+            pass  # an ICMP error from an earlier datagram (port unreachable) surfaces here
+        time.sleep(args.interval)
+    s.close()
+    print("udp: sent=%d" % sent)
+    return 0 if sent > 0 else 1
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -308,8 +327,18 @@ def main():
     c = sub.add_parser("showcheck")
     c.add_argument("--peer", default=None, help="the public key the one peer must have")
     c.set_defaults(func=cmd_showcheck)
+    u = sub.add_parser("udp")
+    u.add_argument("addr")
+    u.add_argument("port", type=int)
+    u.add_argument("--src-port", type=int, required=True)
+    u.add_argument("--count", type=int, default=10)
+    u.add_argument("--size", type=int, default=400)
+    u.add_argument("--interval", type=float, default=0.02)
+    u.set_defaults(func=cmd_udp)
 
     args = p.parse_args()
+    if args.cmd == "udp" and not (0 < args.count <= 10000 and 0 < args.size <= 1400 and 0 <= args.interval <= 1):
+        p.error("udp: --count 1..10000, --size 1..1400, --interval 0..1")
     if args.cmd == "send" and args.bytes <= 0 and args.seconds <= 0:
         p.error("send needs --bytes N or --seconds S")
     return args.func(args)

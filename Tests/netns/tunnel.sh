@@ -11,6 +11,7 @@
 #   VPNFAST       vpnfast binary (default .build/release/vpnfast in the repo)
 #   VPNFAST_ARGS  extra arguments for every `vpnfast up`
 #   RUNS          only these runs, e.g. RUNS="basic show" (names as in "ok PAIR:RUN:case"; default all)
+#   VF_SHAPED_COMPARE=1  also measure the shaped link without --rate (figures only, never a failure)
 #   XFER_BYTES    size of the big TCP transfer (default 64 MiB)
 #   VF_VERBOSE=1  progress notes; VF_KEEP_LOGS=1 keep the logs directory
 
@@ -256,6 +257,129 @@ sigterm_exit() {
     [[ "$VF_EXIT" == 0 ]] || { VF_REASON="exit status $VF_EXIT"; return 1; }
 }
 
+# ping_rtts SIDE DST COUNT INTERVAL FILE: a ping series (bounded), one reply per line in FILE.
+ping_rtts() {
+    local limit
+    limit=$(awk -v c="$3" -v i="$4" 'BEGIN { printf "%d", c * i * 2 + 6 }')
+    timeout "$limit" ip netns exec "${VF_NS[$1]}" ping -n -c "$3" -i "$4" -W 2 "$2" >"$5" 2>&1
+}
+
+# percentile FILE P: the P-th percentile of the time=MS values in a ping output ("none" without replies).
+percentile() {
+    grep -o 'time=[0-9.]*' "$1" | cut -d= -f2 | sort -n |
+        awk -v p="$2" '{ v[NR] = $1 } END { if (NR == 0) { print "none"; exit }
+                                            i = int((NR * p + 99) / 100); if (i < 1) i = 1; print v[i] }'
+}
+
+# backlog_packets NS DEV: the packets a qdisc on DEV holds now (summed over its qdiscs).
+backlog_packets() {
+    ip netns exec "$1" tc -s qdisc show dev "$2" 2>/dev/null |
+        awk '/backlog/ { for (i = 1; i < NF; i++) if ($i == "backlog") { p = $(i + 2); sub(/p$/, "", p); s += p } }
+             END { print s + 0 }'
+}
+
+# shaped_measure LABEL: with A's underlay shaped by tbf, idle then loaded ping (4 TCP streams A->B through the
+# tunnel). Sets SH_IDLE99, SH_LOAD50, SH_LOAD99, SH_LOAD_RX, SH_MBIT, SH_TUN_MAX, SH_TBF_MAX and prints them.
+shaped_measure() {
+    local label=$1 nsa=${VF_NS[a]} nsb=${VF_NS[b]} f="$VF_TMP/$PAIR-$RUN" spid cpid ppid i p
+    SH_IDLE99=none SH_LOAD50=none SH_LOAD99=none SH_LOAD_RX=0 SH_MBIT=0 SH_TUN_MAX=0 SH_TBF_MAX=0
+    ping_rtts a "${VF_T4[b]}" 200 0.01 "$f-idle.txt"
+    SH_IDLE99=$(percentile "$f-idle.txt" 99)
+    ip netns exec "$nsb" timeout 30 iperf3 -s -1 -B "${VF_T4[b]}" -p 5201 >"$f-iperf-s.txt" 2>&1 &
+    spid=$!
+    vf_track "$spid" "iperf3 server"
+    vf_wait_cmd 5 eval "ip netns exec '$nsb' ss -Hltn 'sport = :5201' | grep -q LISTEN"
+    ip netns exec "$nsa" timeout 30 iperf3 -c "${VF_T4[b]}" -p 5201 -P 4 -t 9 -J >"$f-iperf-c.json" 2>&1 &
+    cpid=$!
+    vf_track "$cpid" "iperf3 client"
+    sleep 2   # past slow start
+    ping_rtts a "${VF_T4[b]}" 500 0.01 "$f-loaded.txt" &
+    ppid=$!
+    vf_track "$ppid" "loaded ping"
+    for ((i = 0; i < 10; i++)); do
+        sleep 0.5
+        p=$(backlog_packets "$nsa" "${VF_IF[a]}"); ((p > SH_TUN_MAX)) && SH_TUN_MAX=$p
+        p=$(backlog_packets "$nsa" ul0); ((p > SH_TBF_MAX)) && SH_TBF_MAX=$p
+    done
+    vf_wait_pid "$ppid" 15 || vf_kill_pid "$ppid" TERM 2
+    vf_wait_pid "$cpid" 20 || vf_kill_pid "$cpid" TERM 2
+    vf_wait_pid "$spid" 5 || vf_kill_pid "$spid" TERM 2
+    SH_LOAD50=$(percentile "$f-loaded.txt" 50)
+    SH_LOAD99=$(percentile "$f-loaded.txt" 99)
+    SH_LOAD_RX=$(grep -c 'time=' "$f-loaded.txt")
+    SH_MBIT=$("$VF_PY" -c 'import json, sys
+try: print(int(json.load(open(sys.argv[1]))["end"]["sum_received"]["bits_per_second"] / 1e6))
+except Exception: print(0)' "$f-iperf-c.json")
+    printf '# shaped (%s): idle ping p50/p99 %s/%s ms; loaded p50/p99 %s/%s ms (%s/500 replies); 4 TCP streams %s Mbit/s; max backlog: TUN %s packets, underlay tbf %s packets\n' \
+        "$label" "$(percentile "$f-idle.txt" 50)" "$SH_IDLE99" "$SH_LOAD50" "$SH_LOAD99" "$SH_LOAD_RX" "$SH_MBIT" \
+        "$SH_TUN_MAX" "$SH_TBF_MAX"
+}
+
+shape_underlay() { ip netns exec "${VF_NS[a]}" tc qdisc replace dev ul0 root tbf rate 100mbit burst 32kb latency 200ms; }
+unshape_underlay() { ip netns exec "${VF_NS[a]}" tc qdisc del dev ul0 root 2>/dev/null; return 0; }
+
+loaded_p99_ok() {
+    if [[ "$SH_IDLE99" == none || "$SH_LOAD99" == none ]]; then
+        VF_REASON="no ping replies (idle p99 $SH_IDLE99, loaded p99 $SH_LOAD99)"
+        return 1
+    fi
+    if awk -v l="$SH_LOAD99" -v i="$SH_IDLE99" 'BEGIN { exit !(l > i + 10) }'; then
+        VF_REASON="loaded ping p99 $SH_LOAD99 ms > idle p99 $SH_IDLE99 ms + 10 ms"
+        return 1
+    fi
+}
+
+loaded_pings_answered() {
+    ((SH_LOAD_RX >= 450)) || { VF_REASON="only $SH_LOAD_RX of 500 pings under load answered"; return 1; }
+}
+
+# The link was loaded: well above what a broken shaper or tunnel would carry, at most the --rate.
+load_carried() {
+    ((SH_MBIT >= 60 && SH_MBIT <= 96)) || { VF_REASON="4 TCP streams carried $SH_MBIT Mbit/s (expected 60..96 with --rate 95mbit)"; return 1; }
+}
+
+tun_no_standing_backlog() {
+    ((SH_TUN_MAX <= 16)) || { VF_REASON="the TUN's qdisc held up to $SH_TUN_MAX packets under load"; return 1; }
+}
+
+# flow_labels_seen PORT FILE: outer flow labels of A's transport packets while one inner UDP flow (source PORT)
+# runs A->B over the IPv6 underlay, one per line (0 where tcpdump shows none).
+flow_labels_seen() {
+    local port=$1 out=$2 tpid
+    ip netns exec "${VF_NS[a]}" timeout 10 tcpdump -i ul0 -nn -v -l -c 8 \
+        "ip6 and udp and src host ${VF_U6[a]} and greater 400" >"$out" 2>"$out.err" &
+    tpid=$!
+    vf_track "$tpid" "tcpdump"
+    vf_wait_cmd 5 grep -q 'listening on' "$out.err"
+    timeout 10 ip netns exec "${VF_NS[a]}" "$VF_PY" "$VF_NETTOOL" udp "${VF_T4[b]}" 9 --src-port "$port" \
+        --count 12 --size 400 --interval 0.02 >/dev/null 2>&1
+    vf_wait_pid "$tpid" 5 || vf_kill_pid "$tpid" TERM 2
+    awk '/IP6 \(/ { if (match($0, /flowlabel 0x[0-9a-f]+/)) print substr($0, RSTART + 10, RLENGTH - 10); else print 0 }' "$out"
+}
+
+# flow_labels MODE: four inner flows, one after another. on: each flow keeps one non-zero label and the flows do
+# not all share one (with 64 leased labels two flows collide 1 time in 64; all four only 1 in 262144). off: every
+# flow has the same label (the kernel's automatic one, a hash of the outer addresses and ports).
+flow_labels() {
+    local mode=$1 port labels all="" summary="" distinct n
+    for port in 41001 41002 41003 41004; do
+        labels=$(flow_labels_seen "$port" "$VF_TMP/$PAIR-$RUN-$port.txt" | sort -u)
+        n=$(grep -c . <<<"$labels")
+        summary+="flow $port: $(tr '\n' ' ' <<<"$labels"); "
+        if ((n == 0)); then VF_REASON="no outer packets of flow $port captured"; return 1; fi
+        if ((n != 1)); then VF_REASON="flow $port changed label: $summary"; return 1; fi
+        all+="$labels"$'\n'
+    done
+    distinct=$(grep -c . <<<"$(sort -u <<<"$all")")
+    printf '# flow labels (%s): %s\n' "$mode" "$summary"
+    if [[ "$mode" == on ]]; then
+        if grep -qx 0 <<<"$all"; then VF_REASON="a flow went out without a label: $summary"; return 1; fi
+        ((distinct >= 2)) || { VF_REASON="all four flows share one label: $summary"; return 1; }
+    else
+        ((distinct == 1)) || { VF_REASON="without --flowlabel the flows' labels differ: $summary"; return 1; }
+    fi
+}
+
 # ------------------------------------------------------------ one pairing
 
 run_pair() {
@@ -401,6 +525,47 @@ run_pair() {
     else
         RUN=show
         vf_skip "$PAIR:show" "needs vpnfast on side A"
+    fi
+
+    # 8. Link-bound: A's underlay is a bloated 100 Mbit/s modem (tbf with 200 ms of buffer); vpnfast on A shapes
+    #    to 95 Mbit/s, so the queue forms in its fq_codel. A ping every 10 ms while 4 TCP streams run.
+    if [[ "$IMPL_A" == vpnfast && "$IMPL_B" == vpnfast ]]; then
+        if [[ "${VF_SHAPED_COMPARE:-0}" == 1 ]] && start_run shaped-unshaped v4 v4 "" ""; then
+            if vf_wait_tunnel a "${VF_T4[b]}" 10 && shape_underlay; then shaped_measure "no --rate"; fi
+            unshape_underlay
+            finish_run
+        fi
+        if start_run shaped v4 v4 "" "" --rate 95mbit; then
+            if case_ handshake vf_wait_tunnel a "${VF_T4[b]}" 10 && case_ tbf-on-underlay shape_underlay; then
+                shaped_measure "--rate 95mbit"
+                case_ loaded-pings-answered loaded_pings_answered
+                case_ loaded-p99-within-idle-plus-10ms loaded_p99_ok
+                case_ load-carried load_carried
+                case_ tun-no-standing-backlog tun_no_standing_backlog
+            fi
+            unshape_underlay
+            finish_run
+        fi
+    fi
+
+    # 9. --flowlabel over the IPv6 underlay: outer labels follow the inner flows; without it, one label for all.
+    if [[ "$IMPL_A" == vpnfast ]] && command -v tcpdump >/dev/null 2>&1; then
+        if start_run flowlabel v6 v6 "" "" --flowlabel; then
+            if case_ handshake vf_wait_tunnel a "${VF_T4[b]}" 10; then
+                case_ labels-leased log_at_least a 'outer IPv6 flow labels leased' 1
+                case_ label-per-inner-flow flow_labels on
+            fi
+            finish_run
+        fi
+        if start_run flowlabel-off v6 v6 "" ""; then
+            if case_ handshake vf_wait_tunnel a "${VF_T4[b]}" 10; then
+                case_ one-label-for-all-flows flow_labels off
+            fi
+            finish_run
+        fi
+    elif [[ "$IMPL_A" == vpnfast ]]; then
+        RUN=flowlabel
+        vf_skip "$PAIR:flowlabel" "tcpdump not installed (scripts/install-deps.sh)"
     fi
 
     vf_topology_down

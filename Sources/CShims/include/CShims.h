@@ -57,13 +57,19 @@ int vf_mmsg_recv(vf_mmsg *m, int fd, void *const *bufs, const uint32_t *caps, ui
                  vf_endpoint *from, uint8_t *truncated, uint16_t *gso, uint8_t *tos, uint64_t *stamp,
                  unsigned int count);
 /// Sends `count` datagrams bufs[i][0..<lens[i]] to to[i]. With *gso set, runs of consecutive datagrams to the
-/// same endpoint with equal lengths (the last may be shorter) go out as one UDP_SEGMENT message of at most
-/// `max_segments`; if the kernel answers EIO, *gso is cleared and the send is retried without it.
+/// same endpoint (and flow label) with equal lengths (the last may be shorter) go out as one UDP_SEGMENT message
+/// of at most `max_segments`; if the kernel answers EIO, *gso is cleared and the send is retried without it.
 /// Returns how many datagrams the kernel took (it may take fewer), or -errno if none was sent.
 int vf_mmsg_send(vf_mmsg *m, int fd, void *const *bufs, const uint32_t *lens, const vf_endpoint *to,
                  const uint8_t *tos, unsigned int count, int *gso, unsigned int max_segments);
 /// One datagram, for control messages (handshakes, cookies). Returns the length or -errno.
 long vf_udp_sendto(int fd, int family, const void *buf, size_t len, const vf_endpoint *to, uint8_t tos);
+
+/// --flowlabel (flowlabel.c): turns on IPV6_FLOWINFO_SEND and leases up to `count` flow labels (chosen by the
+/// kernel, shareable) for destination `dst16` (16 bytes, not unspecified or v4-mapped), writing them host-order to
+/// labels[]. Returns how many were leased; when fewer than `count`, *first_error says why (an errno). With none
+/// leased IPV6_FLOWINFO_SEND is turned off again. A send's label is the endpoint's sin6_flowinfo (network order).
+int vf_udp_lease_flowlabels(int fd, const uint8_t *dst16, uint32_t *labels, unsigned int count, int *first_error);
 
 /// Builds an endpoint from 4 network-order IPv4 bytes (v4-mapped) or 16 IPv6 bytes, and a host-order port.
 void vf_endpoint_set_v4(vf_endpoint *e, const uint8_t *addr4, uint16_t port);
@@ -139,6 +145,8 @@ long vf_send(int fd, const void *buf, size_t len);
 // ---- Time and threads (sys.c) ----
 uint64_t vf_monotonic_ns(void);
 uint64_t vf_realtime_ns(void);
+/// Sleeps about `ns` nanoseconds (less if a signal arrives).
+void vf_sleep_ns(uint64_t ns);
 /// Blocks SIGINT, SIGTERM, SIGUSR1 in the calling thread (call before starting threads, so they inherit it),
 /// then returns a signalfd for those signals, or -errno.
 int vf_signalfd_setup(void);

@@ -41,11 +41,20 @@ public protocol UDPBind: AnyObject, Sendable {
               endpoints: UnsafePointer<Endpoint>, tos: UnsafePointer<UInt8>?, count: Int) throws -> Int
     /// One datagram (handshakes, cookies, keepalives from the control thread) with an outer TOS.
     func send(_ bytes: [UInt8], to endpoint: Endpoint, tos: UInt8) throws
+    /// --flowlabel: leases up to `count` outer IPv6 flow labels (non-zero, host order) for sends to IPv6
+    /// endpoints, which then carry a label in `Endpoint.raw.sin6_flowinfo`. Returns the labels (possibly fewer or
+    /// none) and why not all were leased.
+    func leaseFlowLabels(count: Int, destination: IPAddress) -> (labels: [UInt32], error: String?)
     func wake()
     func close()
 }
 
 extension UDPBind {
+    /// Sockets without flow label support (the in-memory test networks).
+    public func leaseFlowLabels(count: Int, destination: IPAddress) -> (labels: [UInt32], error: String?) {
+        ([], "this socket cannot set flow labels")
+    }
+
     /// One datagram with TOS 0.
     public func send(_ bytes: [UInt8], to endpoint: Endpoint) throws { try send(bytes, to: endpoint, tos: 0) }
 

@@ -121,6 +121,10 @@ public final class MmsgBind: UDPBind, @unchecked Sendable {  // receive state is
         try socket.send(bytes, to: endpoint, tos: tos)
     }
 
+    public func leaseFlowLabels(count: Int, destination: IPAddress) -> (labels: [UInt32], error: String?) {
+        socket.leaseFlowLabels(count: count, destination: destination)
+    }
+
     public func wake() { socket.wake() }
 
     public func close() {

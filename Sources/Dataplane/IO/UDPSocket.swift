@@ -36,6 +36,19 @@ struct UDPSocket {
         if n < 0 { throw SystemError("sendto \(endpoint)", negated: n) }
     }
 
+    /// --flowlabel: leases up to `count` outer IPv6 flow labels (see vf_udp_lease_flowlabels).
+    func leaseFlowLabels(count: Int, destination: IPAddress) -> (labels: [UInt32], error: String?) {
+        guard family == AF_INET6 else { return ([], "the UDP socket is IPv4-only") }
+        guard case .v6 = destination else { return ([], "no IPv6 destination to lease labels for") }
+        var dst = [UInt8](repeating: 0, count: 16)
+        dst.withUnsafeMutableBytes { destination.write(to: $0.baseAddress!) }
+        var labels = [UInt32](repeating: 0, count: count)
+        var err: Int32 = 0
+        let n = Int(vf_udp_lease_flowlabels(fd, dst, &labels, UInt32(count), &err))
+        labels.removeLast(count - n)
+        return (labels, n < count && err != 0 ? "\(SystemError("IPV6_FLOWLABEL_MGR", err))" : nil)
+    }
+
     func wake() { _ = vf_eventfd_signal(wakeFD) }
 
     func close() {

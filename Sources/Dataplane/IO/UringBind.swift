@@ -129,6 +129,10 @@ public final class UringBind: UDPBind, @unchecked Sendable {  // the receive rin
         try socket.send(bytes, to: endpoint, tos: tos)
     }
 
+    public func leaseFlowLabels(count: Int, destination: IPAddress) -> (labels: [UInt32], error: String?) {
+        socket.leaseFlowLabels(count: count, destination: destination)
+    }
+
     public func wake() { socket.wake() }
 
     public func close() {

@@ -48,6 +48,10 @@ public struct DeviceConfiguration: Sendable {
     public var aead: AEADImplementation = .libsodium
     /// Where each crypto worker runs (one entry per worker); nil: unpinned.
     public var placements: [WorkerPlacement]?
+    /// Egress rate in outer bytes (--rate); nil: unshaped. See Shaper.swift.
+    public var rate: Rate?
+    /// Outer IPv6 flow label from the inner flow hash (--flowlabel). See FlowLabels.swift.
+    public var flowLabel = false
 
     public init(privateKey: SecretKey, mtu: Int = 1420, threads: Int, peers: [PeerSetup]) {
         self.privateKey = privateKey
@@ -89,6 +93,10 @@ public final class Device: @unchecked Sendable {  // configuration is fixed afte
     let sendPool: BatchPool
     /// fq_codel state of the send path (nil with --no-aqm).
     let sendQueueing: SendQueueing?
+    /// The --rate shaper (nil: unshaped); the tun-reader's alone.
+    let shaper: EgressShaper?
+    /// The leased outer IPv6 flow labels (nil: none; the kernel's automatic label).
+    let flowLabels: FlowLabelPool?
     let receivePool: BatchPool
     let cryptoQueue: CryptoQueue
     /// Packets per crypto job: small enough that every worker gets a share of a large batch.
@@ -150,6 +158,10 @@ public final class Device: @unchecked Sendable {  // configuration is fixed afte
             sendPool = BatchPool(batches: n, buffersPerBatch: PacketBatch.capacity, bufferSize: slotSize,
                                  packetsPerBatch: PacketBatch.capacity)
         }
+        shaper = config.rate.map { EgressShaper(rate: $0, mtu: config.mtu, now: clock.now()) }
+        flowLabels = config.flowLabel
+            ? Device.leaseFlowLabels(config, bind, sendQueueing?.hasher ?? FlowHasher(key: SecureRandom.bytes(16)), logger)
+            : nil
         // A receive buffer holds one message from the socket, which with UDP GRO may carry many datagrams.
         let perMessage = max(1, bind.datagramsPerMessage)
         let messages = perMessage > 1 ? min(16, bind.batchSize) : min(PacketBatch.capacity, bind.batchSize)
@@ -174,6 +186,20 @@ public final class Device: @unchecked Sendable {  // configuration is fixed afte
             return max(1, Set(placements.flatMap(\.cpus)).count)
         }
         return max(1, CPUTopology.discover().cpuCount)
+    /// Leases the --flowlabel pool on the socket; logs once and returns nil if none could be had.
+    static func leaseFlowLabels(_ config: DeviceConfiguration, _ bind: any UDPBind, _ hasher: FlowHasher,
+                                _ logger: Logger) -> FlowLabelPool? {
+        // A lease names a destination (any IPv6 address will do; sends to others may use it): the first IPv6 peer.
+        let destination = config.peers.lazy.compactMap { $0.endpoint }.first { !$0.isV4 }?.address
+            ?? IPAddress("::1")!
+        let (labels, error) = bind.leaseFlowLabels(count: FlowLabelPool.wanted, destination: destination)
+        if labels.isEmpty {
+            logger.warning("--flowlabel: no outer IPv6 flow label could be leased (\(error ?? "unknown reason")); sending without (the kernel's automatic label)")
+            return nil
+        }
+        let note = error.map { "; fewer than \(FlowLabelPool.wanted): \($0)" } ?? ""
+        logger.info("--flowlabel: \(labels.count) outer IPv6 flow labels leased\(note)")
+        return FlowLabelPool(labels: labels, hasher: hasher)
     }
 
     /// Starts every pipeline thread.

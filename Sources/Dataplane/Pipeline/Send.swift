@@ -18,6 +18,8 @@ extension Device {
         let headroom = Device.headroom
         let capacity = sendPool.slab.slotSize - headroom - MessageLayout.tagSize - MessageLayout.paddingMultiple
         while isRunning {
+            // --rate: read only once the bucket is out of debt (the queue waits in the TUN meanwhile).
+            if let shaper { waitOutDebt(shaper) }
             guard let batch = sendPool.take() else { break }
             batch.work = .encrypt
             for i in 0..<batch.capacity { batch.ioPointers[i] = batch.buffers[i] + headroom }
@@ -35,6 +37,7 @@ extension Device {
                 sendPool.give(batch)
                 continue
             }
+            if let shaper { charge(shaper, batch) }
             sendQueue.push(batch)
             cryptoQueue.push(batch, chunk: Device.cryptoChunk)
         }
@@ -79,6 +82,7 @@ extension Device {
                                       length: Int32(padded))
             batch.lengths[i] = UInt32(MessageLayout.transportHeaderSize + padded + MessageLayout.tagSize)
             batch.endpoints[i] = endpoint
+            if let flowLabels { flowLabels.apply(to: &batch.endpoints[i], hash: flowLabels.hasher.hash(packet: p, length: length)) }
             // RFC 6040 normal mode: the inner ECN field is copied out; DSCP only with --dscp copy.
             batch.tos[i] = DSCP.outerTOS(innerTOS: ECN.readTOS(packet: p, length: length) ?? 0, mode: dscpMode)
             batch.keypairSlot[i] = batch.slot(for: keypair)

@@ -29,6 +29,8 @@ final class SendQueueing: @unchecked Sendable {  // the reader owns the queues; 
     let readPointers: UnsafeMutablePointer<UnsafeMutableRawPointer>
     let readLengths: UnsafeMutablePointer<UInt32>
     let readHandles: UnsafeMutablePointer<UInt32>
+    /// The inner flow hash of each queued slot (for --flowlabel).
+    let hashes: UnsafeMutablePointer<UInt32>
 
     init(peers: Int, slots: Int, slotSize: Int, parameters: FQCoDelParameters, budget: Int) {
         slab = PacketSlab(slotSize: slotSize, slotCount: slots)
@@ -47,9 +49,11 @@ final class SendQueueing: @unchecked Sendable {  // the reader owns the queues; 
         readLengths.initialize(repeating: 0, count: PacketBatch.capacity)
         readHandles = .allocate(capacity: PacketBatch.capacity)
         readHandles.initialize(repeating: 0, count: PacketBatch.capacity)
+        hashes = .allocate(capacity: slots)
+        hashes.initialize(repeating: 0, count: slots)
     }
 
-    deinit { readPointers.deallocate(); readLengths.deallocate(); readHandles.deallocate() }
+    deinit { readPointers.deallocate(); readLengths.deallocate(); readHandles.deallocate(); hashes.deallocate() }
 
     /// Takes back the slots the writer returned.
     func reclaim() {
@@ -78,8 +82,10 @@ extension Device {
                 q.waiting.store(true, ordering: .sequentiallyConsistent)
                 room = q.inFlight.load(ordering: .sequentiallyConsistent) < q.budget && sendPool.available > 0
             }
-            // Block on the TUN only when there is nothing we could do without new packets.
-            let timeout: Int32 = (haveQueued && room) ? 0 : 1000
+            // Block on the TUN only when there is nothing we could do without new packets (or, with --rate,
+            // until the next full-size packet's tokens have arrived).
+            let shaperWait = shaper?.waitMilliseconds(now: clock.now()) ?? 0
+            let timeout: Int32 = (haveQueued && room) ? shaperWait : 1000
             // A read may return a whole super-packet split into up to a batch of segments: read only with a
             // batch's worth of free slots, so the split never has to drop for lack of room.
             let want = q.freeSlots.count >= PacketBatch.capacity ? PacketBatch.capacity : 0
@@ -101,7 +107,8 @@ extension Device {
                 q.freeSlots.removeLast(n)
             } else {
                 // (Nearly) every slot is queued or in flight: wait for the writer to return some.
-                q.returnLock.withLock { if q.returned.isEmpty { q.returnLock.wait(nanoseconds: 100_000_000) } }
+                let wait = haveQueued && shaperWait > 0 ? UInt64(shaperWait) * 1_000_000 : 100_000_000
+                q.returnLock.withLock { if q.returned.isEmpty { q.returnLock.wait(nanoseconds: wait) } }
                 q.waiting.store(false, ordering: .relaxed)
             }
             if n > 0 { enqueueRead(q, n) }
@@ -144,7 +151,9 @@ extension Device {
                 q.queues[Int(peerID)] = queue
             }
             let ecn = (ECN.readECN(packet: p, length: length) ?? .notECT) != .notECT
-            let r = queue.enqueue(handle: h, length: UInt32(max(length, 1)), hash: q.hasher.hash(packet: p, length: length),
+            let hash = q.hasher.hash(packet: p, length: length)
+            q.hashes[Int(h)] = hash
+            let r = queue.enqueue(handle: h, length: UInt32(max(length, 1)), hash: hash,
                                   ecnCapable: ecn, now: now, dropped: &q.dropped)
             if r.dropped > 0 {
                 counters.add(.txDropAqmLimit, UInt64(r.dropped))
@@ -165,15 +174,19 @@ extension Device {
         wantHandshake(peer)
     }
 
-    /// Moves packets from the peers' fq_codel queues into crypto batches while the in-flight budget allows.
+    /// Moves packets from the peers' fq_codel queues into crypto batches while the in-flight budget (and, with
+    /// --rate, the shaper) allows.
     func schedule(_ q: SendQueueing) {
-        while !q.active.isEmpty && q.inFlight.load(ordering: .acquiring) < q.budget {
+        let labels = flowLabels
+        while !q.active.isEmpty && q.inFlight.load(ordering: .acquiring) < q.budget
+                && shaper?.ready(now: clock.now()) ?? true {
             guard let batch = sendPool.tryTake() else { return }
             batch.work = .encrypt
             let now = clock.now()
             var scanned = 0
             // Round-robin over active peers, a bounded share each, until the batch is full or all are empty.
-            while batch.count < batch.capacity && !q.active.isEmpty && scanned < q.active.count * 2 {
+            while batch.count < batch.capacity && !q.active.isEmpty && scanned < q.active.count * 2
+                    && shaper?.ready(now: now) ?? true {
                 if q.cursor >= q.active.count { q.cursor = 0 }
                 let peerID = q.active[q.cursor]
                 let peer = peers[Int(peerID)]
@@ -182,7 +195,8 @@ extension Device {
                 var taken = 0
                 var marks: UInt64 = 0
                 let sojourns = peer.stats.sojournBuckets()
-                while taken < 64 && batch.count < batch.capacity, let d = queue.dequeue(now: now, dropped: &q.dropped) {
+                while taken < 64 && batch.count < batch.capacity && shaper?.ready(now: now) ?? true,
+                      let d = queue.dequeue(now: now, dropped: &q.dropped) {
                     let h = d.handle
                     let p = q.slab.slot(Int(h)) + Device.headroom
                     let length = Int(q.fq.length(of: h))
@@ -200,6 +214,9 @@ extension Device {
                     }
                     prepare(batch, batch.count, slot: q.slab.slot(Int(h)), length: length, keypair: keypair,
                             counter: counter, endpoint: endpoint)
+                    labels?.apply(to: &batch.endpoints[batch.count], hash: q.hashes[Int(h)])
+                    shaper?.consume(EgressShaper.outerBytes(messageLength: batch.lengths[batch.count],
+                                                            endpoint: endpoint), now: now)
                     batch.handles[batch.count] = h
                     batch.count += 1
                 }
