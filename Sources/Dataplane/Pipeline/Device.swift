@@ -90,6 +90,8 @@ public final class Device: @unchecked Sendable {  // configuration is fixed afte
     /// fq_codel state of the send path (nil with --no-aqm).
     let sendQueueing: SendQueueing?
     let receivePool: BatchPool
+    /// CoDel on the socket buffer's sojourn, per peer (nil with --no-aqm).
+    let receiveAQM: ReceiveAQM?
     let cryptoQueue: CryptoQueue
     /// Packets per crypto job: small enough that every worker gets a share of a large batch.
     static let cryptoChunk = 32
@@ -150,6 +152,11 @@ public final class Device: @unchecked Sendable {  // configuration is fixed afte
             sendPool = BatchPool(batches: n, buffersPerBatch: PacketBatch.capacity, bufferSize: slotSize,
                                  packetsPerBatch: PacketBatch.capacity)
         }
+        receiveAQM = config.aqm
+            ? ReceiveAQM(peers: peers.count, params: CoDelParameters(
+                target: config.codelTarget, interval: config.codelInterval, mtu: UInt32(max(256, config.mtu)),
+                ecn: config.ecn))
+            : nil
         // A receive buffer holds one message from the socket, which with UDP GRO may carry many datagrams.
         let perMessage = max(1, bind.datagramsPerMessage)
         let messages = perMessage > 1 ? min(16, bind.batchSize) : min(PacketBatch.capacity, bind.batchSize)

@@ -30,6 +30,7 @@ extension Device {
                 break
             }
             batch.count = n
+            noteSojourns(batch)
             let live = n == 0 ? 0 : classify(batch, control: &controlMessages)
             for (bytes, source) in controlMessages where !control.post(.message(bytes, source)) {
                 counters.add(.rxDropHandshakeQueueFull)
@@ -128,6 +129,7 @@ extension Device {
                         break
                     }
                 }
+                guard receiveCoDel(batch, i, peer: keypair.peerID, packet: p, length: inner) else { continue }
                 batch.ioPointers[m] = p
                 batch.ioLengths[m] = UInt32(inner)
                 m += 1
