@@ -11,6 +11,7 @@
 #   VPNFAST       vpnfast binary (default .build/release/vpnfast in the repo)
 #   VPNFAST_ARGS  extra arguments for every `vpnfast up`
 #   XFER_BYTES    size of the big TCP transfer (default 64 MiB)
+#   RUNS          only these runs, e.g. RUNS="basic ecn" (default: all; names as in run_pair)
 #   VF_VERBOSE=1  progress notes; VF_KEEP_LOGS=1 keep the logs directory
 
 # shellcheck source=Tests/netns/lib.sh
@@ -70,6 +71,9 @@ finish_run() {
 }
 
 case_() { vf_check "$PAIR:$RUN:$1" "${@:2}"; }
+
+# want RUN: true unless $RUNS names other runs only.
+want() { [[ -z "${RUNS:-}" || " $RUNS " == *" $1 "* ]]; }
 
 # pings_both_ways COUNT: IPv4 and IPv6 inner pings in both directions, no loss.
 pings_both_ways() {
@@ -165,6 +169,76 @@ at_most_lost() { # N
     fi
 }
 
+# ecn_tcp_on: both namespaces ask for ECN on their TCP connections (tcp_ecn=1).
+ecn_tcp_on() {
+    local s
+    for s in a b; do ip netns exec "${VF_NS[$s]}" sysctl -qw net.ipv4.tcp_ecn=1; done
+}
+
+# ce_path ect|all|off: in B's namespace, before B's vpnfast reads them, set CE on the outer header of datagrams
+# to B's port: 1 in 4 of the ECT ones (a congested ECN router), every one (a path that also marks Not-ECT,
+# which RFC 6040 answers with a drop), or none (the table is removed).
+ce_path() {
+    local ns=${VF_NS[b]} port=${VF_PORT[b]} rule
+    ip netns exec "$ns" nft delete table ip vfecn 2>/dev/null
+    case "$1" in
+        ect) rule="udp dport $port ip ecn { ect0, ect1 } numgen random mod 4 0 ip ecn set ce" ;;
+        all) rule="udp dport $port ip ecn set ce" ;;
+        *) return 0 ;;
+    esac
+    if ! ip netns exec "$ns" nft -f - <<EOF
+table ip vfecn {
+    chain pre {
+        type filter hook prerouting priority mangle; policy accept;
+        $rule
+    }
+}
+EOF
+    then
+        VF_REASON="nft could not add the CE-marking rule (nftables installed? scripts/install-deps.sh)"
+        return 1
+    fi
+}
+
+# tcp_delivered_ce SIDE: the TCP sender in SIDE's namespace was told of CE marks (ECE) on its data.
+tcp_delivered_ce() {
+    local n
+    n=$(ip netns exec "${VF_NS[$1]}" nstat -asz TcpExtTCPDeliveredCE 2>/dev/null |
+        awk '$1 == "TcpExtTCPDeliveredCE" { print $2 }')
+    printf '# TcpExtTCPDeliveredCE on %s: %s\n' "$1" "${n:-none}"
+    if ((${n:-0} <= 0)); then
+        VF_REASON="TcpExtTCPDeliveredCE is ${n:-unreadable}: the flow saw no CE"
+        return 1
+    fi
+}
+
+# counter_at_least SIDE NAME N: SIGUSR1 makes vpnfast on SIDE log its non-zero counters; NAME must be >= N.
+counter_at_least() {
+    local s=$1 name=$2 n=$3 from
+    from=$(($(vf_log_lines "$s") + 1))
+    kill -s USR1 "${VF_PID[$s]}" 2>/dev/null
+    if ! vf_wait_cmd 5 eval "tail -n +$from '${VF_LOG[$s]}' | grep -q 'counter [A-Za-z0-9_]*=[0-9]'"; then
+        VF_REASON="no 'counter NAME=VALUE' line within 5 s of SIGUSR1"
+        return 1
+    fi
+    sleep 0.3
+    vf_counters_sum "${VF_LOG[$s]}" "$from" "$name"
+    printf '# %s on %s: %s\n' "$name" "$s" "$VF_COUNTER_SUM"
+    if ((VF_COUNTER_SUM < n)); then
+        VF_REASON="counter $name is $VF_COUNTER_SUM, expected at least $n"
+        return 1
+    fi
+}
+
+# pings_all_lost SIDE DST COUNT: none of COUNT pings is answered.
+pings_all_lost() {
+    vf_ping "$1" "$2" "$3" 0.1
+    if ((VF_PING_RX != 0 || VF_PING_TX != $3)); then
+        VF_REASON="$VF_PING_RX of $VF_PING_TX pings answered, expected none"
+        return 1
+    fi
+}
+
 # ------------------------------------------------------------ one pairing
 
 run_pair() {
@@ -205,7 +279,7 @@ run_pair() {
 
     # 1. Both sides know each other over the IPv4 underlay: pings, bulk TCP,
     #    then hostile datagrams at A's port, then the same again; clean exit.
-    if start_run basic v4 v4 "" ""; then
+    if want basic && start_run basic v4 v4 "" ""; then
         if case_ handshake vf_wait_tunnel a "${VF_T4[b]}" 10; then
             pings_both_ways 5
             case_ "tcp-$((XFER_BYTES / MIB))MiB-a-to-b" vf_transfer a b "${VF_T4[b]}" --bytes "$XFER_BYTES"
@@ -231,7 +305,7 @@ run_pair() {
     fi
 
     # 2. IPv6 underlay (Endpoint=[fd18::N]:port) with a preshared key.
-    if start_run v6underlay-psk v6 v6 "$VF_PSK" ""; then
+    if want v6underlay-psk && start_run v6underlay-psk v6 v6 "$VF_PSK" ""; then
         if case_ handshake vf_wait_tunnel a "${VF_T4[b]}" 10; then
             pings_both_ways 5
             case_ tcp6-16MiB-a-to-b vf_transfer a b "${VF_T6[b]}" --bytes $((16 * MIB))
@@ -241,7 +315,7 @@ run_pair() {
     fi
 
     # 3. Only A has an Endpoint and A speaks first: A initiates.
-    if start_run init-a v4 none "" ""; then
+    if want init-a && start_run init-a v4 none "" ""; then
         if case_ a-pings-first vf_wait_tunnel a "${VF_T4[b]}" 10; then
             case_ ping4-b-to-a vf_ping_ok b "${VF_T4[a]}" 3 0.2 0
         fi
@@ -249,7 +323,7 @@ run_pair() {
     fi
 
     # 4. Only B has an Endpoint and B speaks first: B initiates.
-    if start_run init-b none v4 "" ""; then
+    if want init-b && start_run init-b none v4 "" ""; then
         if case_ b-pings-first vf_wait_tunnel b "${VF_T4[a]}" 10; then
             case_ ping4-a-to-b vf_ping_ok a "${VF_T4[b]}" 3 0.2 0
         fi
@@ -258,13 +332,13 @@ run_pair() {
 
     # 5. A has an Endpoint and PersistentKeepalive but never sends data; B, which
     #    has no Endpoint, can reach A only because A's keepalive made a session.
-    if start_run keepalive v4 none "" 1; then
+    if want keepalive && start_run keepalive v4 none "" 1; then
         case_ b-reaches-silent-a vf_wait_tunnel b "${VF_T4[a]}" 8
         finish_run
     fi
 
     # 6. Forced rekey every 3 s on A: traffic keeps flowing across rekeys.
-    if [[ "$IMPL_A" == vpnfast ]]; then
+    if [[ "$IMPL_A" == vpnfast ]] && want rekey; then
         if start_run rekey v4 v4 "" "" --rekey-after-time 3; then
             if case_ handshake vf_wait_tunnel a "${VF_T4[b]}" 10; then
                 rekey_traffic
@@ -276,9 +350,36 @@ run_pair() {
             fi
             finish_run
         fi
-    else
+    elif want rekey; then
         RUN=rekey
         vf_skip "$PAIR:rekey" "needs vpnfast on side A (--rekey-after-time)"
+    fi
+
+    # 7. ECN through a CE-marking underlay (RFC 6040 needs vpnfast at both ends: A copies the inner ECN out, B
+    #    combines it back in). B's prerouting marks CE on 1 in 4 ECT outer datagrams: an ECN-capable TCP flow
+    #    A→B sees the marks. Then the path marks CE on every datagram: inner Not-ECT (ping) must be dropped and
+    #    counted, and the tunnel carries pings again once the marking stops.
+    if [[ "$IMPL_A" == vpnfast && "$IMPL_B" == vpnfast ]] && want ecn; then
+        if start_run ecn v4 v4 "" ""; then
+            if case_ handshake vf_wait_tunnel a "${VF_T4[b]}" 10; then
+                ecn_tcp_on
+                if case_ path-marks-ect ce_path ect; then
+                    case_ tcp-8MiB-under-ce vf_transfer a b "${VF_T4[b]}" --bytes $((8 * MIB))
+                    case_ tcp-sender-sees-ce tcp_delivered_ce a
+                    case_ rx-outer-ce-counted counter_at_least b rx_outer_ce 1
+                fi
+                if case_ path-marks-all ce_path all; then
+                    case_ not-ect-under-ce-dropped pings_all_lost a "${VF_T4[b]}" 10
+                    case_ rx-drop-ecn-not-ect-ce-counted counter_at_least b rx_drop_ecn_not_ect_ce 10
+                fi
+                ce_path off
+                case_ pings-after-ce vf_ping_ok a "${VF_T4[b]}" 5 0.2 0
+            fi
+            finish_run
+        fi
+    elif want ecn; then
+        RUN=ecn
+        vf_skip "$PAIR:ecn" "needs vpnfast on both sides (RFC 6040 at both tunnel ends)"
     fi
 
     vf_topology_down
