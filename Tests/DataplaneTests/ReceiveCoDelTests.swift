@@ -20,7 +20,7 @@ final class ReceiveCoDelTests: XCTestCase {
             lens.withUnsafeBufferPointer { l in
                 out.withUnsafeMutableBufferPointer { o in
                     ReceiveSojourn.fill(timestamps: s.baseAddress!, lengths: l.baseAddress!, count: stamps.count,
-                                        realtimeNow: now, socketNotEmpty: full, mtu: mtu, sojourns: o.baseAddress!)
+                                        realtimeNow: now, moreBehind: full, mtu: mtu, sojourns: o.baseAddress!)
                 }
             }
         }

@@ -30,7 +30,7 @@ extension Device {
                 break
             }
             batch.count = n
-            noteSojourns(batch)
+            noteReceived(batch)
             let live = n == 0 ? 0 : classify(batch, control: &controlMessages)
             for (bytes, source) in controlMessages where !control.post(.message(bytes, source)) {
                 counters.add(.rxDropHandshakeQueueFull)
@@ -92,6 +92,7 @@ extension Device {
         while let batch = receiveQueue.popCrypted() {
             for s in 0..<batch.keypairs.count { authenticated[s] = 0; dataPackets[s] = 0; bytes[s] = 0 }
             let now = clock.now()
+            prepareReceiveCoDel(batch)
             var m = 0
             for i in 0..<batch.count where batch.keypairSlot[i] != PacketBatch.dropped {
                 let slot = Int(batch.keypairSlot[i])
@@ -129,7 +130,9 @@ extension Device {
                         break
                     }
                 }
-                guard receiveCoDel(batch, i, peer: keypair.peerID, packet: p, length: inner) else { continue }
+                guard receiveCoDel(batch, i, peer: keypair.peerID, packet: p, length: inner, now: now) else {
+                    continue
+                }
                 batch.ioPointers[m] = p
                 batch.ioLengths[m] = UInt32(inner)
                 m += 1

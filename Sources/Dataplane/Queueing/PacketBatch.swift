@@ -49,12 +49,12 @@ public final class PacketBatch: @unchecked Sendable {  // ownership passes betwe
     public let tos: UnsafeMutablePointer<UInt8>
     /// Kernel receive timestamp, CLOCK_REALTIME ns (receive; 0 if unknown).
     public let timestamps: UnsafeMutablePointer<UInt64>
-    /// Receive CoDel: how long each datagram waited in the socket buffer, ns (`ReceiveSojourn.unknown` if not
-    /// known), the monotonic time the batch was read, and how many leading datagrams had more than an MTU
-    /// queued behind them (ReceiveAQM.swift).
+    /// Receive CoDel (ReceiveAQM.swift): how long each datagram has waited since the kernel stamped it, ns
+    /// (`ReceiveSojourn.unknown` if not known); how many leading datagrams had more than an MTU queued behind
+    /// them; whether the receive call that filled the batch took every message it asked for.
     public let sojourns: UnsafeMutablePointer<UInt64>
-    public var receivedAt: UInt64 = 0
     public var backlogAboveMTU = 0
+    public var receiveFilled = false
     public let items: UnsafeMutablePointer<AEADItem>
     /// Index into `keypairs` for each packet, or `PacketBatch.dropped`.
     public let keypairSlot: UnsafeMutablePointer<UInt16>
@@ -217,6 +217,9 @@ public final class BatchQueue: @unchecked Sendable {  // ring contents only touc
             return b
         }
     }
+
+    /// Batches queued right now (one lock acquisition; for receive CoDel's backlog test, once per batch).
+    public var count: Int { lock.withLock { size } }
 
     /// Wakes a waiter in `popCrypted` after a batch's crypto finished.
     public func notify() { lock.withLock { lock.signal() } }

@@ -1,29 +1,30 @@
-// Receive-side CoDel: the queue is the kernel's UDP socket buffer, which vpnfast does not own and cannot dequeue
-// from one packet at a time. What it can see is, per datagram, how long it waited there: the kernel stamps each
-// datagram when it enters the stack (SO_TIMESTAMPNS, CLOCK_REALTIME) and the udp-reader reads the clock once when
-// a batch comes out of the socket. No userspace queue is added; the verdict is applied to the inner packet later,
-// in the tun-writer (CE mark after RFC 6040 decapsulation, or drop).
+// Receive-side CoDel: the queue is the receive side as a whole, the kernel's UDP socket buffer plus vpnfast's
+// own batches on their way to the tun-writer. vpnfast cannot dequeue from the socket one packet at a time, but
+// it can see how long each datagram has waited: the kernel stamps each datagram when it enters the stack
+// (SO_TIMESTAMPNS, CLOCK_REALTIME), and the tun-writer reads the clock once per batch when it takes it, which
+// is where a packet leaves the receive queue (the dequeue). No userspace queue is added; the verdict is applied
+// to the inner packet there (CE mark after RFC 6040 decapsulation, or drop). See Pipeline/ReceiveAQM.swift.
 //
 // Mapping onto CoDel (CoDel.swift, Linux codel_dequeue semantics):
-//   dequeue time `now`   the moment the batch was read (monotonic clock: the state machine never sees a
-//                         REALTIME step; only the sojourn is taken from REALTIME, and it is clamped)
-//   sojourn               read time − kernel stamp, per datagram (a UDP-GRO super-packet's segments share one)
+//   dequeue time `now`   the moment the tun-writer took the batch (monotonic clock: the state machine never
+//                         sees a REALTIME step; only the sojourn is taken from REALTIME, and it is clamped)
+//   sojourn               that moment − kernel stamp, per datagram (a UDP-GRO super-packet's segments share one)
 //   "≤ one MTU queued"    the bytes of the datagrams behind this one in the same batch, plus "more than an MTU"
-//                         when the receive call filled every message slot it asked for (the socket probably holds
-//                         more). A receive that came back short emptied the socket (recvmmsg stops when the
-//                         queue is dry; the io_uring backend tops up before returning), so the tail of such a
-//                         batch has at most what is behind it in the batch. No extra syscall (FIONREAD on UDP
-//                         reports only the next datagram, and io_uring has already taken the queue out of the
-//                         socket), and the one-MTU rule only needs to know "more than one MTU or not".
+//                         when anything is known to be queued behind the batch: another batch waiting, or a
+//                         receive call that filled every message slot it asked for (the socket probably holds
+//                         more; a receive that came back short emptied it: recvmmsg stops when the queue is dry
+//                         and the io_uring backend tops up before returning). No extra syscall: FIONREAD on UDP
+//                         reports only the next datagram, io_uring has already taken the queue out of the
+//                         socket, and the rule only needs "more than one MTU or not".
 //   the per-dequeue loop  unrolled over packets: every datagram is one dequeue. In the dropping state a datagram
 //                         gets the signal when `now` has reached drop_next; drop_next then moves by
-//                         interval/√count, so a batch read after a long wait can signal several of its datagrams
-//                         in a row, as Linux's while-loop does for a backlog. Marks and drops both count towards
-//                         the cap per dequeue (datagrams read at the same `now`); at the cap drop_next is
-//                         resynchronised to now + interval/√count, as on the send side.
-//   ECN                   the caller asks whether the (decapsulated) inner packet is ECN-capable: mark CE if ECN
+//                         interval/√count, so a batch taken after a long wait can signal several of its
+//                         datagrams in a row, as Linux's while-loop does for a backlog. Marks and drops both
+//                         count towards the cap per dequeue (datagrams judged at the same `now`); at the cap
+//                         drop_next is resynchronised to now + interval/√count, as on the send side.
+//   ECN                   the caller says whether the (decapsulated) inner packet is ECN-capable: mark CE if ECN
 //                         is on, else drop. Either way the control law advances the same (the packet leaves the
-//                         socket buffer regardless, so a mark shrinks this queue as much as a drop does).
+//                         queue regardless, so a mark shrinks this queue as much as a drop does).
 // A datagram whose stamp is unknown (0) or implausible (older than `maxPlausibleSojourn`: the clock stepped
 // forward) does not touch the state; a stamp in the future (the clock stepped back) counts as sojourn 0.
 
@@ -31,15 +32,15 @@
 public enum ReceiveSojourn {
     /// The sojourn of a datagram without a usable kernel stamp.
     public static let unknown = UInt64.max
-    /// Longer than any real wait in the socket buffer (CoDel acts within a few intervals of a standing queue;
-    /// 16 MiB of buffer drains in 1.3 s even at 100 Mbit/s): a longer apparent wait is a REALTIME step.
+    /// Longer than any real wait on the receive side (CoDel acts within a few intervals of a standing queue;
+    /// a 16 MiB socket buffer drains in 1.3 s even at 100 Mbit/s): a longer apparent wait is a REALTIME step.
     public static let maxPlausibleSojourn: UInt64 = 4_000_000_000
 
-    /// Fills `sojourns[0..<count]` from the kernel stamps (`realtimeNow`: CLOCK_REALTIME when the batch was read)
-    /// and returns how many leading datagrams had more than `mtu` bytes queued behind them. `socketNotEmpty`:
-    /// the receive filled every slot it asked for, so more than an MTU is taken to be left in the socket.
+    /// Fills `sojourns[0..<count]` from the kernel stamps (`realtimeNow`: CLOCK_REALTIME when the batch was taken)
+    /// and returns how many leading datagrams had more than `mtu` bytes queued behind them. `moreBehind`:
+    /// something is known to be queued behind the batch, taken to be more than an MTU.
     public static func fill(timestamps: UnsafePointer<UInt64>, lengths: UnsafePointer<UInt32>, count: Int,
-                            realtimeNow: UInt64, socketNotEmpty: Bool, mtu: UInt32,
+                            realtimeNow: UInt64, moreBehind: Bool, mtu: UInt32,
                             sojourns: UnsafeMutablePointer<UInt64>) -> Int {
         for i in 0..<count {
             let stamp = timestamps[i]
@@ -52,7 +53,7 @@ public enum ReceiveSojourn {
                 sojourns[i] = d > maxPlausibleSojourn ? unknown : d
             }
         }
-        if socketNotEmpty || count == 0 { return count }
+        if moreBehind || count == 0 { return count }
         // Behind datagram j are lengths[j+1..<count]; that sum only shrinks as j grows. Find the first j whose
         // remainder is at most one MTU.
         var first = count - 1
@@ -81,7 +82,7 @@ public struct ReceiveCoDel: Sendable, Equatable {
     public init() {}
 
     /// Judges one datagram, in arrival order: `sojourn` from `ReceiveSojourn.fill`, `backlogAboveMTU` whether
-    /// more than one MTU was queued behind it, `now` the monotonic time its batch was read, `ecnCapable` whether
+    /// more than one MTU was queued behind it, `now` the monotonic time its batch was taken, `ecnCapable` whether
     /// the inner packet is ECT(0), ECT(1) or CE.
     @inline(__always)
     public mutating func admit(sojourn: UInt64, backlogAboveMTU: Bool, now: UInt64, ecnCapable: Bool,
