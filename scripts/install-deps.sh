@@ -13,7 +13,7 @@ set -euo pipefail
 # network-namespace tests and the demo drive.
 PACKAGES=(
     liburing-dev libsodium-dev libnuma-dev libb2-dev libssl-dev pkg-config
-    iproute2 wireguard-tools wireguard-go iperf3 python3 iputils-ping procps tcpdump
+    iproute2 wireguard-tools wireguard-go iperf3 python3 iputils-ping procps tcpdump nftables
 )
 
 say() { printf 'install-deps: %s\n' "$*" >&2; }
@@ -60,7 +60,7 @@ else
     # Not Debian: check the tools and libraries directly and say what is absent.
     say "no apt/dpkg here; checking tools and libraries directly"
     absent=()
-    for tool in ip wg wireguard-go iperf3 python3 ping tcpdump pkg-config; do
+    for tool in ip wg wireguard-go iperf3 python3 ping tcpdump nft pkg-config; do
         command -v "$tool" >/dev/null 2>&1 || absent+=("$tool")
     done
     if command -v pkg-config >/dev/null 2>&1; then

@@ -32,7 +32,7 @@ struct Up: ParsableCommand {
     @Option(name: .long, help: "UDP I/O backend: auto, mmsg (recvmmsg/sendmmsg) or uring (io_uring). auto uses the one measured faster on this kernel and logs why.")
     var io: String = "auto"
 
-    @Flag(name: .long, help: "Turn fq_codel and CoDel off: a plain FIFO ahead of the crypto pool (to measure their effect).")
+    @Flag(name: .long, help: "Turn fq_codel and CoDel off: a plain FIFO ahead of the crypto pool and no receive-side CoDel (to measure their effect).")
     var noAqm = false
 
     @Flag(name: .long, help: "CoDel drops instead of marking ECN-capable packets CE.")

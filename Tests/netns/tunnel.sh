@@ -10,7 +10,7 @@
 # Environment:
 #   VPNFAST       vpnfast binary (default .build/release/vpnfast in the repo)
 #   VPNFAST_ARGS  extra arguments for every `vpnfast up`
-#   RUNS          only these runs, e.g. RUNS="basic show" (names as in "ok PAIR:RUN:case"; default all)
+#   RUNS          only these runs, e.g. RUNS="basic show ecn" (names as in "ok PAIR:RUN:case"; default all)
 #   VF_SHAPED_COMPARE=1  also measure the shaped link without --rate (figures only, never a failure)
 #   XFER_BYTES    size of the big TCP transfer (default 64 MiB)
 #   VF_VERBOSE=1  progress notes; VF_KEEP_LOGS=1 keep the logs directory
@@ -73,6 +73,9 @@ finish_run() {
 }
 
 case_() { vf_check "$PAIR:$RUN:$1" "${@:2}"; }
+# want RUN: true unless $RUNS names other runs only.
+want() { [[ -z "${RUNS:-}" || " $RUNS " == *" $1 "* ]]; }
+
 
 # pings_both_ways COUNT: IPv4 and IPv6 inner pings in both directions, no loss.
 pings_both_ways() {
@@ -380,6 +383,76 @@ flow_labels() {
     fi
 }
 
+# ecn_tcp_on: both namespaces ask for ECN on their TCP connections (tcp_ecn=1).
+ecn_tcp_on() {
+    local s
+    for s in a b; do ip netns exec "${VF_NS[$s]}" sysctl -qw net.ipv4.tcp_ecn=1; done
+}
+
+# ce_path ect|all|off: in B's namespace, before B's vpnfast reads them, set CE on the outer header of datagrams
+# to B's port: 1 in 4 of the ECT ones (a congested ECN router), every one (a path that also marks Not-ECT,
+# which RFC 6040 answers with a drop), or none (the table is removed).
+ce_path() {
+    local ns=${VF_NS[b]} port=${VF_PORT[b]} rule
+    ip netns exec "$ns" nft delete table ip vfecn 2>/dev/null
+    case "$1" in
+        ect) rule="udp dport $port ip ecn { ect0, ect1 } numgen random mod 4 0 ip ecn set ce" ;;
+        all) rule="udp dport $port ip ecn set ce" ;;
+        *) return 0 ;;
+    esac
+    if ! ip netns exec "$ns" nft -f - <<EOF
+table ip vfecn {
+    chain pre {
+        type filter hook prerouting priority mangle; policy accept;
+        $rule
+    }
+}
+EOF
+    then
+        VF_REASON="nft could not add the CE-marking rule (nftables installed? scripts/install-deps.sh)"
+        return 1
+    fi
+}
+
+# tcp_delivered_ce SIDE: the TCP sender in SIDE's namespace was told of CE marks (ECE) on its data.
+tcp_delivered_ce() {
+    local n
+    n=$(ip netns exec "${VF_NS[$1]}" nstat -asz TcpExtTCPDeliveredCE 2>/dev/null |
+        awk '$1 == "TcpExtTCPDeliveredCE" { print $2 }')
+    printf '# TcpExtTCPDeliveredCE on %s: %s\n' "$1" "${n:-none}"
+    if ((${n:-0} <= 0)); then
+        VF_REASON="TcpExtTCPDeliveredCE is ${n:-unreadable}: the flow saw no CE"
+        return 1
+    fi
+}
+
+# counter_at_least SIDE NAME N: SIGUSR1 makes vpnfast on SIDE log its non-zero counters; NAME must be >= N.
+counter_at_least() {
+    local s=$1 name=$2 n=$3 from
+    from=$(($(vf_log_lines "$s") + 1))
+    kill -s USR1 "${VF_PID[$s]}" 2>/dev/null
+    if ! vf_wait_cmd 5 eval "tail -n +$from '${VF_LOG[$s]}' | grep -q 'counter [A-Za-z0-9_]*=[0-9]'"; then
+        VF_REASON="no 'counter NAME=VALUE' line within 5 s of SIGUSR1"
+        return 1
+    fi
+    sleep 0.3
+    vf_counters_sum "${VF_LOG[$s]}" "$from" "$name"
+    printf '# %s on %s: %s\n' "$name" "$s" "$VF_COUNTER_SUM"
+    if ((VF_COUNTER_SUM < n)); then
+        VF_REASON="counter $name is $VF_COUNTER_SUM, expected at least $n"
+        return 1
+    fi
+}
+
+# pings_all_lost SIDE DST COUNT: none of COUNT pings is answered.
+pings_all_lost() {
+    vf_ping "$1" "$2" "$3" 0.1
+    if ((VF_PING_RX != 0 || VF_PING_TX != $3)); then
+        VF_REASON="$VF_PING_RX of $VF_PING_TX pings answered, expected none"
+        return 1
+    fi
+}
+
 # ------------------------------------------------------------ one pairing
 
 run_pair() {
@@ -566,6 +639,33 @@ run_pair() {
     elif [[ "$IMPL_A" == vpnfast ]]; then
         RUN=flowlabel
         vf_skip "$PAIR:flowlabel" "tcpdump not installed (scripts/install-deps.sh)"
+    fi
+
+    # 10. ECN through a CE-marking underlay (RFC 6040 needs vpnfast at both ends: A copies the inner ECN out, B
+    #    combines it back in). B's prerouting marks CE on 1 in 4 ECT outer datagrams: an ECN-capable TCP flow
+    #    A→B sees the marks. Then the path marks CE on every datagram: inner Not-ECT (ping) must be dropped and
+    #    counted, and the tunnel carries pings again once the marking stops.
+    if [[ "$IMPL_A" == vpnfast && "$IMPL_B" == vpnfast ]] && want ecn; then
+        if start_run ecn v4 v4 "" ""; then
+            if case_ handshake vf_wait_tunnel a "${VF_T4[b]}" 10; then
+                ecn_tcp_on
+                if case_ path-marks-ect ce_path ect; then
+                    case_ tcp-8MiB-under-ce vf_transfer a b "${VF_T4[b]}" --bytes $((8 * MIB))
+                    case_ tcp-sender-sees-ce tcp_delivered_ce a
+                    case_ rx-outer-ce-counted counter_at_least b rx_outer_ce 1
+                fi
+                if case_ path-marks-all ce_path all; then
+                    case_ not-ect-under-ce-dropped pings_all_lost a "${VF_T4[b]}" 10
+                    case_ rx-drop-ecn-not-ect-ce-counted counter_at_least b rx_drop_ecn_not_ect_ce 10
+                fi
+                ce_path off
+                case_ pings-after-ce vf_ping_ok a "${VF_T4[b]}" 5 0.2 0
+            fi
+            finish_run
+        fi
+    elif want ecn; then
+        RUN=ecn
+        vf_skip "$PAIR:ecn" "needs vpnfast on both sides (RFC 6040 at both tunnel ends)"
     fi
 
     vf_topology_down

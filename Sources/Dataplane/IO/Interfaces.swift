@@ -35,6 +35,9 @@ public protocol UDPBind: AnyObject, Sendable {
                  endpoints: UnsafeMutablePointer<Endpoint>, tos: UnsafeMutablePointer<UInt8>,
                  timestamps: UnsafeMutablePointer<UInt64>, maxPackets: Int, truncated: inout Int,
                  timeoutMs: Int32) throws -> Int
+    /// Whether the last `receive` took every message it asked for, so the socket probably holds more (receive
+    /// CoDel's "more than one MTU queued" test). Read by the receiving thread only.
+    var lastReceiveFilled: Bool { get }
     /// Sends `count` datagrams, datagram i with outer TOS `tos[i]` (nil: 0). Consecutive ones to the same
     /// endpoint with the same TOS may leave as one segmented send. Returns how many were sent.
     func send(_ buffers: UnsafePointer<UnsafeMutableRawPointer>, lengths: UnsafePointer<UInt32>,
@@ -54,6 +57,8 @@ extension UDPBind {
     public func leaseFlowLabels(count: Int, destination: IPAddress) -> (labels: [UInt32], error: String?) {
         ([], "this socket cannot set flow labels")
     }
+    /// Test doubles that do not track it: the socket is taken to be empty after each receive.
+    public var lastReceiveFilled: Bool { false }
 
     /// One datagram with TOS 0.
     public func send(_ bytes: [UInt8], to endpoint: Endpoint) throws { try send(bytes, to: endpoint, tos: 0) }

@@ -23,6 +23,8 @@ public final class MmsgBind: UDPBind, @unchecked Sendable {  // receive state is
     private let sendLock = ConditionLock()
     private let messages: ReceivedMessages
     private let onGSODisabled: (@Sendable () -> Void)?
+    /// The last receive took as many messages as it asked for (receive state).
+    public private(set) var lastReceiveFilled = false
 
     /// `batchSize`: messages per receive call (each needs a `maxMessageSize` buffer when GRO is on) and the most
     /// datagrams per send call.
@@ -68,7 +70,7 @@ public final class MmsgBind: UDPBind, @unchecked Sendable {  // receive state is
                                  messages.segments, messages.tos, messages.stamps, UInt32(count))
                 }
             }
-            if n > 0 { break }
+            if n > 0 { lastReceiveFilled = Int(n) == count; break }
             if n == -EAGAIN {
                 let p = vf_poll2(fd, wakeFD, timeoutMs)
                 if p < 0 { throw SystemError("poll UDP", negated: Int(p)) }

@@ -27,6 +27,8 @@ public final class UringBind: UDPBind, @unchecked Sendable {  // the receive rin
     private let sendLock = ConditionLock()
     private let messages: ReceivedMessages
     private let onGSODisabled: (@Sendable () -> Void)?
+    /// The last receive took as many messages as it asked for (receive state).
+    public private(set) var lastReceiveFilled = false
 
     /// Whether this process may use io_uring and the kernel has what UringBind needs, with a line for the log
     /// saying why not (or which setup it will get).
@@ -88,6 +90,7 @@ public final class UringBind: UDPBind, @unchecked Sendable {  // the receive rin
             }
         }
         if n < 0 { throw SystemError("io_uring recvmsg", negated: Int(n)) }
+        lastReceiveFilled = Int(n) == count
         return messages.split(Int(n), buffers: buffers, packets: packets, lengths: lengths, endpoints: endpoints,
                               tos: tos, timestamps: timestamps,
                               maxPackets: maxPackets, truncated: &truncated)

@@ -20,6 +20,8 @@ public enum Counter: Int, CaseIterable, Sendable {
     case txDropBadOffload
     // fq_codel on the send path: drops at the queue limit (from the fattest flow), CoDel drops, CE marks.
     case txDropAqmLimit, txDropCodel, txCeMarks
+    // CoDel on the receive side (sojourn in the socket buffer, from kernel timestamps): drops and CE marks.
+    case rxDropCodel, rxCeMarks
 
     /// The name used in logs and `show` output, e.g. rx_drop_bad_mac.
     public var name: String {

@@ -98,6 +98,8 @@ public final class Device: @unchecked Sendable {  // configuration is fixed afte
     /// The leased outer IPv6 flow labels (nil: none; the kernel's automatic label).
     let flowLabels: FlowLabelPool?
     let receivePool: BatchPool
+    /// CoDel on the socket buffer's sojourn, per peer (nil with --no-aqm).
+    let receiveAQM: ReceiveAQM?
     let cryptoQueue: CryptoQueue
     /// Packets per crypto job: small enough that every worker gets a share of a large batch.
     static let cryptoChunk = 32
@@ -162,6 +164,11 @@ public final class Device: @unchecked Sendable {  // configuration is fixed afte
         flowLabels = config.flowLabel
             ? Device.leaseFlowLabels(config, bind, sendQueueing?.hasher ?? FlowHasher(key: SecureRandom.bytes(16)), logger)
             : nil
+        receiveAQM = config.aqm
+            ? ReceiveAQM(peers: peers.count, params: CoDelParameters(
+                target: config.codelTarget, interval: config.codelInterval, mtu: UInt32(max(256, config.mtu)),
+                ecn: config.ecn))
+            : nil
         // A receive buffer holds one message from the socket, which with UDP GRO may carry many datagrams.
         let perMessage = max(1, bind.datagramsPerMessage)
         let messages = perMessage > 1 ? min(16, bind.batchSize) : min(PacketBatch.capacity, bind.batchSize)
@@ -186,6 +193,8 @@ public final class Device: @unchecked Sendable {  // configuration is fixed afte
             return max(1, Set(placements.flatMap(\.cpus)).count)
         }
         return max(1, CPUTopology.discover().cpuCount)
+    }
+
     /// Leases the --flowlabel pool on the socket; logs once and returns nil if none could be had.
     static func leaseFlowLabels(_ config: DeviceConfiguration, _ bind: any UDPBind, _ hasher: FlowHasher,
                                 _ logger: Logger) -> FlowLabelPool? {

@@ -6,7 +6,7 @@
 //   udp-writer  tx_packets, once per batch. Staged-packet overflow: whichever thread stages.
 //   tun-writer  rx_packets once per batch; bad-MAC, replay and ECN drops, CE received and ECN anomalies as they
 //               happen (those are rare events, counted next to the device-wide counter of the same name).
-//   receive-side CoDel (to come, issue 4 item 3): `rxCodelDrops` and `rxCodelCeMarks`, with `add`.
+//   receive-side CoDel (Pipeline/ReceiveAQM.swift, tun-writer only): `rxCodelDrops` and `rxCodelCeMarks`.
 // Device-wide counters (Counters.swift) are kept as before; these split some of them by peer.
 //
 // Size: an idle peer costs the object and one small counter array (about 200 bytes); the histogram (about

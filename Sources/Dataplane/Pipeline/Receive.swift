@@ -30,6 +30,7 @@ extension Device {
                 break
             }
             batch.count = n
+            noteReceived(batch)
             let live = n == 0 ? 0 : classify(batch, control: &controlMessages)
             for (bytes, source) in controlMessages where !control.post(.message(bytes, source)) {
                 counters.add(.rxDropHandshakeQueueFull)
@@ -94,6 +95,7 @@ extension Device {
         while let batch = receiveQueue.popCrypted() {
             for s in 0..<batch.keypairs.count { authenticated[s] = 0; dataPackets[s] = 0; bytes[s] = 0 }
             let now = clock.now()
+            prepareReceiveCoDel(batch)
             var m = 0
             for i in 0..<batch.count where batch.keypairSlot[i] != PacketBatch.dropped {
                 let slot = Int(batch.keypairSlot[i])
@@ -131,6 +133,9 @@ extension Device {
                     case .forward(_, nil):
                         break
                     }
+                }
+                guard receiveCoDel(batch, i, peer: keypair.peerID, packet: p, length: inner, now: now) else {
+                    continue
                 }
                 batch.ioPointers[m] = p
                 batch.ioLengths[m] = UInt32(inner)

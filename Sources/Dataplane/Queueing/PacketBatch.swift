@@ -49,6 +49,12 @@ public final class PacketBatch: @unchecked Sendable {  // ownership passes betwe
     public let tos: UnsafeMutablePointer<UInt8>
     /// Kernel receive timestamp, CLOCK_REALTIME ns (receive; 0 if unknown).
     public let timestamps: UnsafeMutablePointer<UInt64>
+    /// Receive CoDel (ReceiveAQM.swift): how long each datagram has waited since the kernel stamped it, ns
+    /// (`ReceiveSojourn.unknown` if not known); how many leading datagrams had more than an MTU queued behind
+    /// them; whether the receive call that filled the batch took every message it asked for.
+    public let sojourns: UnsafeMutablePointer<UInt64>
+    public var backlogAboveMTU = 0
+    public var receiveFilled = false
     public let items: UnsafeMutablePointer<AEADItem>
     /// Index into `keypairs` for each packet, or `PacketBatch.dropped`.
     public let keypairSlot: UnsafeMutablePointer<UInt16>
@@ -77,6 +83,7 @@ public final class PacketBatch: @unchecked Sendable {  // ownership passes betwe
         endpoints = .allocate(capacity: capacity); endpoints.initialize(repeating: Endpoint(), count: capacity)
         tos = .allocate(capacity: capacity); tos.initialize(repeating: 0, count: capacity)
         timestamps = .allocate(capacity: capacity); timestamps.initialize(repeating: 0, count: capacity)
+        sojourns = .allocate(capacity: capacity); sojourns.initialize(repeating: 0, count: capacity)
         let dummy = slab.base
         items = .allocate(capacity: capacity)
         items.initialize(repeating: AEADItem(data: dummy, key: UnsafeRawPointer(dummy), counter: 0, length: 0),
@@ -90,7 +97,7 @@ public final class PacketBatch: @unchecked Sendable {  // ownership passes betwe
 
     deinit {
         buffers.deallocate(); packets.deallocate(); lengths.deallocate(); innerLengths.deallocate()
-        endpoints.deallocate(); tos.deallocate(); timestamps.deallocate(); items.deallocate(); keypairSlot.deallocate(); handles.deallocate(); ioPointers.deallocate()
+        endpoints.deallocate(); tos.deallocate(); timestamps.deallocate(); sojourns.deallocate(); items.deallocate(); keypairSlot.deallocate(); handles.deallocate(); ioPointers.deallocate()
         ioLengths.deallocate()
     }
 
@@ -210,6 +217,9 @@ public final class BatchQueue: @unchecked Sendable {  // ring contents only touc
             return b
         }
     }
+
+    /// Batches queued right now (one lock acquisition; for receive CoDel's backlog test, once per batch).
+    public var count: Int { lock.withLock { size } }
 
     /// Wakes a waiter in `popCrypted` after a batch's crypto finished.
     public func notify() { lock.withLock { lock.signal() } }
