@@ -36,7 +36,7 @@
 #   --no-lock             do not take /tmp/vpnfast-build.lock
 #   --lock-wait S         longest wait for the build lock, each time (default 3600)
 #   --quiet-wait S        before each block, wait up to S s for other processes to use less
-#                         than --busy-threshold of a vCPU (default 20; 0: do not wait)
+#                         than --busy-threshold of a vCPU (default 10; 0: do not wait)
 #   --busy-threshold PCT  (default 25)
 #
 # Like perf/run.sh, each block (one scenario, one implementation, one round)
@@ -75,7 +75,7 @@ SKIP_DEPS=0
 OUT_BASE="$PERF_DIR/results"
 LOCK_MODE=per-block
 LOCK_WAIT=3600
-QUIET_WAIT=20
+QUIET_WAIT=10
 BUSY_PCT=25
 
 die() { printf 'latency: %s\n' "$*" >&2; exit 1; }
@@ -197,7 +197,9 @@ for tool in ip tc wg iperf3 irtt ping ss flock; do
     command -v "$tool" >/dev/null 2>&1 || die "missing tool: $tool (bash perf/install-deps.sh)"
 done
 
+BUILT_HERE=0
 if [[ -z "$VPNFAST_BIN" ]]; then
+    BUILT_HERE=1
     say "building vpnfast (swift build -c release, under the build lock)"
     lock_take
     run_waited swift build -c release || { lock_drop; die "swift build failed"; }
@@ -245,7 +247,10 @@ rec "$META" "kind=latency" \
     "settings.vpnfast_rate=$VPNFAST_RATE" "settings.tcp_ecn=${TCP_ECN:-kernel default}" \
     "settings.lock=$LOCK_MODE" "settings.quiet_wait:=$QUIET_WAIT" "settings.busy_threshold_pct:=$BUSY_PCT" \
     "settings.tunnel_mtu:=1420" \
-    "vpnfast.binary=$VPNFAST_BIN" "vpnfast.commit=$git_commit" "vpnfast.dirty:=$git_dirty" \
+    "vpnfast.binary=$VPNFAST_BIN" \
+    "vpnfast.commit=$([[ $BUILT_HERE == 1 ]] && echo "$git_commit" || echo "unknown (prebuilt binary given with --vpnfast)")" \
+    "vpnfast.dirty:=$([[ $BUILT_HERE == 1 ]] && echo "$git_dirty" || echo false)" \
+    "harness.commit=$git_commit" "harness.dirty:=$git_dirty" \
     "vpnfast.rate_option:=$([[ $RATE_SUPPORTED == 1 ]] && echo true || echo false)" \
     "wireguard_go.binary=$WGGO_BIN" "wireguard_go.version=${WGGO_VER:-?}" \
     "tools.iperf3=$(iperf3 --version 2>/dev/null | head -n1)" \

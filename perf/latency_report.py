@@ -176,9 +176,12 @@ def write_markdown(res, meta, configs, scen_order, summary, targets, blocks):
          "| CPU | %s, %s vCPUs |" % (md_escape(m.get("cpu", "?")), m.get("vcpus", "?")),
          "| Kernel | %s |" % md_escape(m.get("kernel", "?")),
          "| Command (as root, in the repository root) | `%s` |" % md_escape(meta.get("command", "?")),
-         "| vpnfast | commit %s%s (`%s`); `--rate` option: %s |" % (
-             str(vf.get("commit", "?"))[:12], " + uncommitted changes" if vf.get("dirty") else "",
+         "| vpnfast | %s%s (`%s`); `--rate` option: %s |" % (
+             ("commit " + str(vf.get("commit"))[:12]) if not str(vf.get("commit", "?")).startswith("unknown")
+             else vf.get("commit", "?"), " + uncommitted changes" if vf.get("dirty") else "",
              md_escape(vf.get("binary", "?")), "yes" if vf.get("rate_option") else "no (not in this build)"),
+         "| Harness (perf/latency.sh) | commit %s%s |" % (str(meta.get("harness", {}).get("commit", "?"))[:12],
+                                                        " + uncommitted changes" if meta.get("harness", {}).get("dirty") else ""),
          "| wireguard-go | %s (`%s`) |" % (md_escape(wg.get("version", "?")), md_escape(wg.get("binary", "?"))),
          "| Tools | %s; %s; %s |" % tuple(md_escape(meta.get("tools", {}).get(k, "?")) for k in ("iperf3", "irtt", "ping")),
          "| Settings | %s round(s); per block %s s idle, then %s s of load (the first %s s left out of the "
