@@ -115,10 +115,12 @@ done
 
 in_range "$ROUNDS" 1 50 || die "--rounds must be 1..50"
 in_range "$LOAD_SECONDS" 2 300 || die "--seconds must be 2..300"
-is_num "$IDLE_SECONDS" && awk -v s="$IDLE_SECONDS" 'BEGIN { exit !(s >= 1 && s <= 60) }' ||
+if ! is_num "$IDLE_SECONDS" || ! awk -v s="$IDLE_SECONDS" 'BEGIN { exit !(s >= 1 && s <= 60) }'; then
     die "--idle-seconds must be 1..60"
-is_num "$WARMUP" && awk -v w="$WARMUP" -v s="$LOAD_SECONDS" 'BEGIN { exit !(w < s) }' ||
+fi
+if ! is_num "$WARMUP" || ! awk -v w="$WARMUP" -v s="$LOAD_SECONDS" 'BEGIN { exit !(w < s) }'; then
     die "--warmup must be a number below --seconds"
+fi
 in_range "$STREAMS" 1 64 || die "--streams must be 1..64"
 [[ "$CC" =~ ^[a-z0-9_]+$ ]] || die "bad --cc '$CC'"
 if [[ "$CC" != keep ]] && ! grep -qw -- "$CC" /proc/sys/net/ipv4/tcp_available_congestion_control; then
@@ -324,11 +326,11 @@ unshape() {
 }
 
 start_side() { # SIDE KIND ARGS
-    local s=$1 kind=$2 conf="$VF_TMP/lat-$1.conf" args
+    local s=$1 kind=$2 conf="$VF_TMP/lat-$1.conf" argv
     case "$kind" in
         vpnfast)
-            read -r -a args <<<"$3"
-            vf_start "$s" vpnfast "$conf" "${args[@]}" ;;
+            read -r -a argv <<<"$3"
+            vf_start "$s" vpnfast "$conf" "${argv[@]}" ;;
         wggo)
             PATH="$VF_TMP/wggo:$PATH" vf_start "$s" wggo "$conf" ;;
     esac
