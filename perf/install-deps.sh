@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Prerequisites of the benchmark harness (perf/run.sh): everything
-# scripts/install-deps.sh installs for building and testing vpnfast, plus
-# what only the harness needs: Debian's matplotlib for the plots and procps.
+# Prerequisites of the benchmark harnesses (perf/run.sh, perf/latency.sh):
+# everything scripts/install-deps.sh installs for building and testing
+# vpnfast (iperf3, irtt, ping, tc from iproute2, wireguard-go among them),
+# plus what only the harnesses need: Debian's matplotlib for the plots and
+# procps.
 #
 # Idempotent: when everything is installed it touches neither apt nor the
 # network. Usage (as root): bash perf/install-deps.sh

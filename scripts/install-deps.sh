@@ -13,7 +13,7 @@ set -euo pipefail
 # network-namespace tests and the demo drive.
 PACKAGES=(
     liburing-dev libsodium-dev libnuma-dev libb2-dev libssl-dev pkg-config
-    iproute2 wireguard-tools wireguard-go iperf3 python3 iputils-ping procps tcpdump nftables
+    iproute2 wireguard-tools wireguard-go iperf3 irtt python3 iputils-ping procps tcpdump nftables
 )
 
 say() { printf 'install-deps: %s\n' "$*" >&2; }
