@@ -228,7 +228,7 @@ say "results go to $RES"
 
 # --rate: only when `vpnfast up --help` lists it; never pretended.
 RATE_SUPPORTED=0
-if "$VPNFAST" up --help 2>&1 | grep -qE -- '--rate([^-[:alnum:]]|$)'; then
+if grep -qE -- '--rate([^-[:alnum:]]|$)' <<<"$("$VPNFAST" up --help 2>&1)"; then
     RATE_SUPPORTED=1
 fi
 

@@ -246,7 +246,7 @@ say "kernel WireGuard: $([[ $KERNEL_WG == 1 ]] && echo available || echo 'not av
 
 # vpnfast --io: only when `vpnfast up --help` mentions it.
 IO_SUPPORTED=0
-if "$VPNFAST" up --help 2>&1 | grep -q -- '--io'; then
+if grep -q -- '--io' <<<"$("$VPNFAST" up --help 2>&1)"; then
     IO_SUPPORTED=1
     rec "$META" "vpnfast.io_option:=true"
 else
@@ -297,7 +297,7 @@ say "implementations per round: $(IFS=,; echo "${CFG_LABELS[*]}")"
 say "crypto ceiling (vpnfast bench crypto --json)"
 crc=0
 # (`vpnfast bench crypto --help` exits 0 even without the subcommand: read the list.)
-if ! "$VPNFAST" --help 2>&1 | grep -qE '^[[:space:]]+bench([[:space:]]|$)'; then
+if ! grep -qE '^[[:space:]]+bench([[:space:]]|$)' <<<"$("$VPNFAST" --help 2>&1)"; then
     crc=none
 else
     lock_take
