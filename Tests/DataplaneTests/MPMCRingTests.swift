@@ -1,4 +1,4 @@
-import Dataplane
+@testable import Dataplane
 import Synchronization
 import XCTest
 
@@ -129,5 +129,29 @@ final class CryptoQueueTests: XCTestCase {
     func testMaxActiveNeverExceedsWorkers() {
         XCTAssertEqual(CryptoQueue(capacity: 8, workers: 3, maxActive: 16).maxActive, 3)
         XCTAssertEqual(CryptoQueue(capacity: 8, workers: 3, maxActive: 0).maxActive, 1)
+    }
+}
+
+final class ReceiveBudgetTests: XCTestCase {
+    /// The reader gets room at once while under the limit, waits while over it, and is woken by a release.
+    func testWaitsForRoomAndWakesOnRelease() {
+        let budget = ReceiveBudget(limit: 512)
+        XCTAssertEqual(budget.wait(atLeast: 64, nanoseconds: 1_000_000), 512)
+        budget.took(500)
+        XCTAssertEqual(budget.available, 12)
+        // Not enough room and nobody releases: the wait times out with the room unchanged.
+        XCTAssertEqual(budget.wait(atLeast: 64, nanoseconds: 2_000_000), 12)
+        let releaser = PipelineThread(name: "budget-release") {
+            usleep(20_000)
+            budget.release(100)
+        }
+        let start = DispatchTime.now().uptimeNanoseconds
+        let room = budget.wait(atLeast: 64, nanoseconds: 5_000_000_000)
+        let waited = DispatchTime.now().uptimeNanoseconds - start
+        releaser.join()
+        XCTAssertEqual(room, 112)
+        XCTAssertLessThan(waited, 2_000_000_000, "the release should wake the reader long before the timeout")
+        budget.release(400)
+        XCTAssertEqual(budget.available, 512)
     }
 }

@@ -12,16 +12,21 @@ extension Device {
     func udpReaderLoop() {
         var controlMessages: [([UInt8], Endpoint)] = []
         controlMessages.reserveCapacity(PacketBatch.capacity)
+        let perMessage = max(1, bind.datagramsPerMessage)
         while isRunning {
+            // Read only what the in-flight budget allows; beyond it, datagrams wait in the socket buffer.
+            let room = receiveBudget.wait(atLeast: perMessage, nanoseconds: 100_000_000)
+            if room < perMessage { continue }
             guard let batch = receivePool.take() else { break }
             batch.work = .decrypt
+            let messages = min(batch.bufferCount, room / perMessage)
             let n: Int
             var truncated = 0
             do {
-                n = try bind.receive(buffers: batch.buffers, bufferCount: batch.bufferCount,
+                n = try bind.receive(buffers: batch.buffers, bufferCount: messages,
                                      capacity: batch.bufferSize, packets: batch.packets, lengths: batch.lengths,
                                      endpoints: batch.endpoints, tos: batch.tos, timestamps: batch.timestamps,
-                                     maxPackets: batch.capacity,
+                                     maxPackets: min(batch.capacity, messages * perMessage),
                                      truncated: &truncated, timeoutMs: 1000)
                 counters.add(.rxDropTruncated, UInt64(truncated))
             } catch {
@@ -40,6 +45,7 @@ extension Device {
                 receivePool.give(batch)
                 continue
             }
+            receiveBudget.took(batch.count)
             receiveQueue.push(batch)
             cryptoQueue.push(batch, chunk: Device.cryptoChunk)
         }
@@ -152,7 +158,9 @@ extension Device {
             let written = m > 0 ? tun.write(batch.ioPointers, lengths: batch.ioLengths, count: m) : 0
             counters.add(.rxPackets, UInt64(written))
             counters.add(.rxDropTunWrite, UInt64(m - written))
+            let done = batch.count
             receivePool.give(batch)
+            receiveBudget.release(done)
         }
     }
 

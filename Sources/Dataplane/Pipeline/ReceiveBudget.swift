@@ -1,0 +1,47 @@
+// How many received datagrams may be between the socket and the TUN at once (read, waiting for or in crypto,
+// waiting for the tun-writer). Like the send side's in-flight budget (BQL): enough to keep the workers busy, no
+// more, so that when the CPU is the bottleneck the standing queue stays in the kernel's socket buffer, where
+// receive CoDel sees it through the kernel timestamps, instead of in a FIFO of our own batches.
+import Synchronization
+
+final class ReceiveBudget: @unchecked Sendable {  // counts are atomic; the condition only parks the udp-reader
+    /// Datagrams allowed in flight.
+    let limit: Int
+    private let inFlight = Atomic<Int>(0)
+    private let waiting = Atomic<Bool>(false)
+    private let room = ConditionLock()
+
+    init(limit: Int) { self.limit = max(1, limit) }
+
+    /// Datagrams that may be read now.
+    @inline(__always) var available: Int { limit - inFlight.load(ordering: .sequentiallyConsistent) }
+
+    /// udp-reader: waits (at most `nanoseconds`) until at least `atLeast` datagrams may be read.
+    /// Returns the room there is then.
+    func wait(atLeast: Int, nanoseconds: UInt64) -> Int {
+        var now = available
+        if now >= atLeast { return now }
+        room.withLock {
+            waiting.store(true, ordering: .sequentiallyConsistent)
+            now = available  // look again after saying so, so a release in between is not slept through
+            if now < atLeast {
+                room.wait(nanoseconds: nanoseconds)
+                now = available
+            }
+            waiting.store(false, ordering: .relaxed)
+        }
+        return now
+    }
+
+    /// udp-reader: `count` datagrams went to crypto.
+    @inline(__always) func took(_ count: Int) { inFlight.add(count, ordering: .relaxed) }
+
+    /// tun-writer: `count` datagrams are done with; wakes the reader if it waits for room.
+    @inline(__always) func release(_ count: Int) {
+        inFlight.subtract(count, ordering: .sequentiallyConsistent)
+        if waiting.load(ordering: .sequentiallyConsistent) { room.withLock { room.signal() } }
+    }
+
+    /// Wakes a waiting reader (on stop).
+    func wakeAll() { room.withLock { room.broadcast() } }
+}
