@@ -24,9 +24,15 @@ int vf_unix_listen(const char *path, int backlog) {
     if (rc < 0) return rc;
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) return -errno;
-    if (bind(fd, (struct sockaddr *)&a, sizeof a) < 0 || chmod(path, 0600) < 0 || listen(fd, backlog) < 0) {
+    if (bind(fd, (struct sockaddr *)&a, sizeof a) < 0) {
         int e = errno;
         close(fd);
+        return -e;
+    }
+    if (chmod(path, 0600) < 0 || listen(fd, backlog) < 0) {
+        int e = errno;
+        close(fd);
+        unlink(path);  /* ours: bound a moment ago; left behind it would look stale to the next start */
         return -e;
     }
     return fd;

@@ -81,8 +81,11 @@ struct Up: ParsableCommand {
             throw ValidationError("--aead must be auto, libsodium or openssl")
         }
         if Logger.Level(rawValue: logLevel) == nil { throw ValidationError("unknown --log-level '\(logLevel)'") }
-        if let n = interface, n.isEmpty || n.utf8.count > 15 || n.contains("/") || n.contains(" ") {
-            throw ValidationError("--interface must be 1 to 15 characters without '/' or spaces")
+        // What the kernel takes as a fixed name (no '%d' template: the control socket is named before the TUN
+        // exists), and what `vpnfast show IFACE` accepts.
+        if let n = interface, n.isEmpty || n.utf8.count > 15 || n.hasPrefix(".")
+            || n.contains(where: { "/%: \t\n".contains($0) }) {
+            throw ValidationError("--interface must be 1 to 15 characters without '/', '%', ':', whitespace or a leading '.'")
         }
     }
 
@@ -125,8 +128,9 @@ struct Up: ParsableCommand {
         logger.info("CPU topology: \(topology.nodes.map { "node \($0.id): CPUs \($0.cpus)" }.joined(separator: "; "))")
         for w in loaded.warnings { logger.warning("\(w)") }
         let name = interface ?? Up.defaultName(config)
-        guard !name.isEmpty, name.utf8.count <= 15 else {
-            printError("interface name '\(name)' (from the file name) is not 1 to 15 characters; use --interface")
+        guard !name.isEmpty, name.utf8.count <= 15, !name.hasPrefix("."),
+              !name.contains(where: { "/%: \t\n".contains($0) }) else {
+            printError("interface name '\(name)' (from the file name) is not 1 to 15 characters without '/', '%', ':', whitespace or a leading '.'; use --interface")
             throw ExitCode(1)
         }
 

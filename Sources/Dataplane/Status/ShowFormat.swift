@@ -102,7 +102,12 @@ public enum ShowFormat {
         return "{\"interfaces\":[\(items.joined(separator: ","))]}"
     }
 
-    static func member(_ f: StatusField) -> String { "\(string(f.key)):\(value(f.value))" }
+    /// Fields that are names or keys, always JSON strings even when they look like numbers (`--interface 100`).
+    static let textFields: Set<String> = ["interface", "peer", "endpoint", "public_key", "io", "aead", "aqm"]
+
+    static func member(_ f: StatusField) -> String {
+        "\(string(f.key)):\(textFields.contains(f.key) ? string(f.value) : value(f.value))"
+    }
 
     static func value(_ v: String) -> String {
         let digits = !v.isEmpty && v.utf8.count <= 20 && v.utf8.allSatisfy { $0 >= 0x30 && $0 <= 0x39 }

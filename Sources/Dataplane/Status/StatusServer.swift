@@ -79,7 +79,11 @@ public final class StatusServer: @unchecked Sendable {  // fds are fixed after i
                     _ = vf_close(probe)
                     throw StatusServerError.alreadyRunning(path: path)
                 }
-                // Nobody answers: a stale socket from a run that did not clean up.
+                // Only a refused connection means nobody listens (a stale socket from a run that did not clean
+                // up). EAGAIN or a timeout is a live server whose backlog is full: never take its path.
+                guard probe == -ECONNREFUSED || probe == -ENOENT else {
+                    throw StatusServerError.alreadyRunning(path: path)
+                }
                 _ = vf_unlink(path)
                 fd = vf_unix_listen(path, 8)
             }
@@ -92,6 +96,15 @@ public final class StatusServer: @unchecked Sendable {  // fds are fixed after i
         }
         listenFD = fd
         wakeFD = wake
+        boundInode = Self.inode(of: path)
+    }
+
+    /// The inode of the socket file we bound (0 if it could not be read).
+    private var boundInode: UInt64 = 0
+
+    private static func inode(of path: String) -> UInt64 {
+        var st = stat()
+        return lstat(path, &st) == 0 ? UInt64(st.st_ino) : 0
     }
 
     private static func makeDirectories(for path: String) throws {
@@ -118,7 +131,7 @@ public final class StatusServer: @unchecked Sendable {  // fds are fixed after i
         thread?.join()
         thread = nil
         _ = vf_close(listenFD)
-        _ = vf_unlink(path)
+        if Self.inode(of: path) == boundInode { _ = vf_unlink(path) }  // never another instance's socket
         _ = vf_close(wakeFD)
         // The namespace's directory goes too once empty (namespaces come and go; /run/vpnfast should not fill
         // with their directories). rmdir fails harmlessly while another interface's socket is in it.
@@ -136,7 +149,11 @@ public final class StatusServer: @unchecked Sendable {  // fds are fixed after i
             if r < 0 || r & 2 != 0 { if r < 0 { usleep(10_000) }; continue }
             if r & 1 == 0 { continue }
             let conn = vf_unix_accept(listenFD)
-            if conn < 0 { continue }
+            if conn < 0 {
+                // Out of file descriptors (EMFILE/ENFILE) leaves the listener readable: back off, do not spin.
+                if conn != -EINTR && conn != -EAGAIN { usleep(10_000) }
+                continue
+            }
             handle(conn, respond)
             _ = vf_close(conn)
             answered.add(1, ordering: .relaxed)
