@@ -29,7 +29,7 @@ struct Up: ParsableCommand {
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
-    @Option(name: .long, help: "UDP I/O backend: auto, mmsg (recvmmsg/sendmmsg) or uring (io_uring). auto uses the one measured faster on this kernel and logs why.")
+    @Option(name: .long, help: "I/O backend: auto, mmsg (recvmmsg/sendmmsg on the UDP socket, read/writev on the TUN) or uring (io_uring for both). auto uses the one measured faster on this kernel and logs which and why.")
     var io: String = "auto"
 
     @Flag(name: .long, help: "Turn fq_codel and CoDel off: a plain FIFO ahead of the crypto pool and no receive-side CoDel (to measure their effect).")
@@ -155,8 +155,10 @@ struct Up: ParsableCommand {
         let bind: any UDPBind
         var backendNote: String
         var backendName = "recvmmsg/sendmmsg"
+        let (uringOK, uringReason) = UringBind.probe()
         do {
-            tun = try LinuxTun(name: name, offloads: offloads == "on", counters: counters)
+            tun = try LinuxTun(name: name, offloads: offloads == "on", uring: io == "uring" && uringOK,
+                               counters: counters)
         } catch {
             printError("cannot create interface \(name): \(error)")
             throw ExitCode(1)
@@ -165,7 +167,6 @@ struct Up: ParsableCommand {
             let onGSODisabled: @Sendable () -> Void = {
                 logger.warning("the kernel refused UDP segmentation (EIO); sending without UDP GSO from now on")
             }
-            let (uringOK, uringReason) = UringBind.probe()
             let useUring: Bool
             switch io {
             case "uring":
@@ -216,10 +217,11 @@ struct Up: ParsableCommand {
         }
         logger.info("interface \(tun.name) up, public key \(device.identity.publicKey)")
         logger.info("offloads: TUN \(tun.offloadFlags == 0 ? "none" : "0x" + String(tun.offloadFlags, radix: 16)) (TSO \(tun.segmentationOffload ? "on" : "off")), UDP GRO \(bind.datagramsPerMessage > 1 ? "on" : "off")")
-        logger.info("I/O backend: \(backendNote)")
+        logger.info("I/O backend: UDP \(backendNote); TUN \(tun.ioNote)")
         device.start()
         let extra: [StatusField] = [
             .init("io", backendName),
+            .init("tun_io", tun.usesRing ? "io_uring" : "read/writev"),
             .init("offloads", offloads),
             .init("tun_offloads", "0x" + String(tun.offloadFlags, radix: 16)),
             .init("udp_gro", bind.datagramsPerMessage > 1 ? "on" : "off"),

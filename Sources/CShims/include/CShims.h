@@ -112,6 +112,33 @@ void vf_uring_tx_destroy(vf_uring_tx *t);
 int vf_uring_tx_send(vf_uring_tx *t, void *const *bufs, const uint32_t *lens, const vf_endpoint *to,
                      const uint8_t *tos, unsigned int count, int *gso, unsigned int max_segments, int *last_error);
 
+// ---- io_uring TUN backend (tun_uring.c) ----
+/// 1 if reads of `tun_fd` (an idle TUN, before it is up) can go through io_uring without blocking an io-wq
+/// worker, else 0; a one-line explanation goes to `reason` either way.
+int vf_tun_uring_probe(int tun_fd, char *reason, size_t reason_len);
+
+/// The reading side: `slots` READs of up to `slot_bytes` each stay armed on `tun_fd`, plus a read of `wake_fd`.
+/// The ring is created by the first vf_tun_rx_wait, on the thread that then owns it.
+typedef struct vf_tun_rx vf_tun_rx;
+vf_tun_rx *vf_tun_rx_create(int tun_fd, int wake_fd, unsigned int slots, unsigned int slot_bytes, int *err);
+void vf_tun_rx_destroy(vf_tun_rx *r);
+/// Submits the reads not armed and takes up to `max` completions, in the order the packets were read: slot
+/// slots[i] holds results[i] bytes (or results[i] = -errno, and the slot is free again). A slot with data is the
+/// caller's until vf_tun_rx_release. Waits up to timeout_ms (0: not at all, -1: forever) when nothing is ready.
+/// Returns the number of completions, 0 on timeout or a wake-up through wake_fd, or -errno if the ring failed.
+int vf_tun_rx_wait(vf_tun_rx *r, int timeout_ms, uint32_t *slots, int32_t *results, unsigned int max);
+void *vf_tun_rx_buffer(vf_tun_rx *r, unsigned int slot);
+void vf_tun_rx_release(vf_tun_rx *r, unsigned int slot);
+
+/// The writing side: up to `entries` WRITEVs per io_uring_enter. The ring is created by the first write.
+typedef struct vf_tun_tx vf_tun_tx;
+vf_tun_tx *vf_tun_tx_create(int tun_fd, unsigned int entries, int *err);
+void vf_tun_tx_destroy(vf_tun_tx *t);
+/// Writes `count` packets: packet w is iov[first[w] ..< first[w] + iovcnt[w]]; results[w] is its byte count or
+/// -errno. Returns 0, or -errno if the ring failed (results then undefined).
+int vf_tun_tx_writev(vf_tun_tx *t, const struct iovec *iov, const uint32_t *first, const uint32_t *iovcnt,
+                     unsigned int count, int32_t *results);
+
 // ---- Wakeups and polling (poll.c) ----
 int vf_eventfd(void);
 int vf_eventfd_signal(int fd);
