@@ -37,6 +37,10 @@ public final class CryptoQueue: @unchecked Sendable {  // the ring is lock-free;
     private var woken: [Bool]
     /// Parked workers, most recently parked last.
     private var idle: [Int]
+    /// Workers told to wake that have not run yet (under parkLock). They count against `maxActive` when waking
+    /// more: otherwise pushes in quick succession, each seeing a free slot, would wake ever older parked
+    /// workers and the whole pool would take turns instead of the same few staying warm.
+    private var waking = 0
 
     public init(capacity: Int, workers: Int, maxActive: Int = Int.max) {
         ring = MPMCRing(capacity: capacity, placeholder: Slot(batch: nil, start: 0, count: 0))
@@ -65,7 +69,13 @@ public final class CryptoQueue: @unchecked Sendable {  // the ring is lock-free;
         }
         // Pairs with the worker's announce-then-recheck in park(): either it sees these jobs or we see it.
         atomicMemoryFence(ordering: .sequentiallyConsistent)
-        if parkedCount.load(ordering: .sequentiallyConsistent) > 0 { wake(upTo: jobs) }
+        // With every active slot taken there is no one to wake: a worker about to leave its slot re-checks the
+        // ring after giving the slot back (pop/park), and the fence above orders that against this load.
+        // (With more workers than CPUs, most are always parked: this keeps the lock out of every push.)
+        if parkedCount.load(ordering: .sequentiallyConsistent) > 0
+            && active.load(ordering: .sequentiallyConsistent) < maxActive {
+            wake(upTo: jobs)
+        }
     }
 
     /// The next job for `worker`, parking while there is none (or `maxActive` others are working); nil once closed.
@@ -112,15 +122,18 @@ public final class CryptoQueue: @unchecked Sendable {  // the ring is lock-free;
         woken[worker] = false
         idle.append(worker)
         while !woken[worker] { pthread_cond_wait(conditions + worker, parkLock.mutexPointer) }
+        if waking > 0 { waking -= 1 }
     }
 
     private func wake(upTo jobs: Int) {
         parkLock.withLock {
-            var n = min(jobs, maxActive - active.load(ordering: .relaxed), idle.count)
+            let busy = active.load(ordering: .relaxed)
+            var n = min(jobs, maxActive - busy - waking, idle.count)
             // Even at the active limit, make sure someone is awake to look (a worker may be leaving).
-            if n <= 0 && !idle.isEmpty && active.load(ordering: .relaxed) == 0 { n = 1 }
+            if n <= 0 && !idle.isEmpty && busy == 0 && waking == 0 { n = 1 }
             while n > 0, let w = idle.popLast() {
                 woken[w] = true
+                waking += 1
                 pthread_cond_signal(conditions + w)
                 n -= 1
             }
