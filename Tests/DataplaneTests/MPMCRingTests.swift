@@ -126,6 +126,50 @@ final class CryptoQueueTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(mostWorking.load(ordering: .relaxed), 1)
     }
 
+    /// With more workers than active slots, bursts of pushes keep waking the same few workers: a worker told to
+    /// wake counts against the limit until it runs, so a burst does not reach ever older parked workers.
+    func testSameFewWorkersStayWarm() {
+        let pool = BatchPool(batches: 16, buffersPerBatch: 1, bufferSize: 64, packetsPerBatch: 128)
+        let queue = CryptoQueue(capacity: 64, workers: 8, maxActive: 2)
+        final class PerWorker: @unchecked Sendable {  // slot w is written only by worker w, read after join
+            var jobs = [Int](repeating: 0, count: 8)
+        }
+        let jobsBy = PerWorker()
+        let batchesDone = Atomic<Int>(0)
+        var workers: [PipelineThread] = []
+        for w in 0..<8 {
+            workers.append(PipelineThread(name: "cq-warm-\(w)") {
+                var finished = false
+                while let job = queue.pop(worker: w, finished: finished) {
+                    finished = true
+                    jobsBy.jobs[w] += 1
+                    if job.batch.pendingChunks.subtract(1, ordering: .acquiringAndReleasing).newValue == 0 {
+                        batchesDone.add(1, ordering: .relaxed)
+                        pool.give(job.batch)
+                    }
+                }
+            })
+        }
+        usleep(50_000)  // all eight park
+        let rounds = 300
+        for r in 0..<rounds {
+            for _ in 0..<4 {  // a burst: four one-job batches back to back
+                let batch = pool.take()!
+                batch.count = 8
+                queue.push(batch, chunk: 32)
+            }
+            var waited = 0
+            while batchesDone.load(ordering: .relaxed) < (r + 1) * 4 && waited < 5_000 { usleep(100); waited += 1 }
+            usleep(300)  // the workers park again
+        }
+        queue.close()
+        for t in workers { t.join() }
+        XCTAssertEqual(batchesDone.load(ordering: .relaxed), rounds * 4)
+        let counts = jobsBy.jobs.sorted(by: >)
+        // Without the count of woken workers, each burst woke four distinct workers (the top two near 50 %).
+        XCTAssertGreaterThanOrEqual(counts[0] + counts[1], rounds * 4 * 9 / 10, "jobs per worker: \(counts)")
+    }
+
     func testMaxActiveNeverExceedsWorkers() {
         XCTAssertEqual(CryptoQueue(capacity: 8, workers: 3, maxActive: 16).maxActive, 3)
         XCTAssertEqual(CryptoQueue(capacity: 8, workers: 3, maxActive: 0).maxActive, 1)
