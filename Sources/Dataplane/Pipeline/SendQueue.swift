@@ -22,6 +22,8 @@ final class SendQueueing: @unchecked Sendable {  // the reader owns the queues; 
     @exclusivity(unchecked) var isActive: [Bool]
     @exclusivity(unchecked) var cursor = 0
     let hasher: FlowHasher
+    /// When the peers' recent-sojourn windows turn over (PeerStats).
+    @exclusivity(unchecked) var sojournWindow: SojournWindow
     @exclusivity(unchecked) var dropped: [UInt32] = []
     /// Slots the writer has finished with, waiting to be taken back by the reader (one lock per batch).
     let returnLock = ConditionLock()
@@ -35,7 +37,8 @@ final class SendQueueing: @unchecked Sendable {  // the reader owns the queues; 
     /// The inner flow hash of each queued slot (for --flowlabel).
     let hashes: UnsafeMutablePointer<UInt32>
 
-    init(peers: Int, slots: Int, slotSize: Int, parameters: FQCoDelParameters, budget: Int) {
+    init(peers: Int, slots: Int, slotSize: Int, parameters: FQCoDelParameters, budget: Int, now: UInt64) {
+        sojournWindow = SojournWindow(now: now)
         slab = PacketSlab(slotSize: slotSize, slotCount: slots)
         fq = FQCoDelShared(handleCapacity: slots, parameters: parameters)
         queues = Array(repeating: nil, count: peers)
@@ -117,6 +120,11 @@ extension Device {
             if n > 0 { enqueueRead(q, n) }
             schedule(q)
             for peerID in q.active { publishGauges(peers[Int(peerID)], q.queues[Int(peerID)]!) }
+            // Once per window, every peer's sojourn snapshot (idle peers too, so their recent figures empty).
+            if q.sojournWindow.due(now: clock.now()) {
+                let now = clock.now()
+                for peer in peers { peer.stats.rotateSojournWindow(now: now) }
+            }
         }
     }
 
