@@ -10,8 +10,9 @@ struct Show: ParsableCommand {
         abstract: "Show the state of running vpnfast interfaces: settings, counters, and per peer traffic, queue, sojourn time, drops and ECN marks.",
         discussion: "Without IFACE, every vpnfast interface running in this network namespace is shown. The control "
             + "sockets live in /run/vpnfast (in another network namespace: /run/vpnfast/net-INODE) and answer root "
-            + "only. Sojourn percentiles are over every packet dequeued from the peer's fq_codel since start; --json "
-            + "includes the histogram (bucket:count) so two readings can be subtracted for a window.")
+            + "only. Sojourn percentiles are over every packet dequeued from the peer's fq_codel since start, and again "
+            + "over the recent window only (the last 10 to 20 s; its span is shown); --json includes the since-start "
+            + "histogram (bucket:count) so two readings can be subtracted for a window of your own.")
 
     @Argument(help: "The interface (default: all in this network namespace).")
     var interface: String?

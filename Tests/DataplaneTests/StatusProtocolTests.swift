@@ -92,12 +92,15 @@ final class StatusProtocolTests: XCTestCase {
         r.peers[0] += [.init("latest_handshake_unix_ns", "1000000000"), .init("queue_packets", "3"),
                        .init("queue_bytes", "4200"), .init("active_flows", "2"), .init("sojourn_samples", "7"),
                        .init("sojourn_p50_ns", "1500000"), .init("sojourn_p99_ns", "120000000"),
+                       .init("sojourn_recent_window_ns", "14250000000"), .init("sojourn_recent_samples", "3"),
+                       .init("sojourn_recent_p50_ns", "400000"), .init("sojourn_recent_p99_ns", "2500000"),
                        .init("tx_drop_codel", "5"), .init("tx_ce_marks", "9")]
         let text = ShowFormat.text(r, nowUnixNs: 66_000_000_000)
         for expected in ["interface: wg0\n", "  listening port: 51820\n", "  counters (non-zero):\n    rx_bytes 1234\n",
                          "peer: AAAA=\n", "  endpoint: 198.18.0.2:51821\n", "  latest handshake: 1 minute, 5 seconds ago\n",
                          "  queue: 3 packets, 4.10 KiB, 2 active flows\n",
                          "  sojourn in fq_codel since start (7 packets): p50 1.5 ms, p99 120 ms\n",
+                         "  sojourn in fq_codel, last 14.3 s (3 packets): p50 0.400 ms, p99 2.5 ms\n",
                          "  drops: codel 5, limit 0,", "  ecn: CE marks sent 9, received 0,",
                          "peer: BBBB=\n", "  latest handshake: never\n", "  sojourn in fq_codel: no packets yet\n"] {
             XCTAssertTrue(text.contains(expected), "missing \(expected.debugDescription) in:\n\(text)")

@@ -84,6 +84,8 @@ public final class Device: @unchecked Sendable {  // configuration is fixed afte
     public let indices = IndexTable()
     public let logger: Logger
     public let clock: any MonotonicClock
+    /// The clock when the device was made (the start of `show`'s first sojourn window).
+    let startTime: UInt64
     let tun: any TunInterface
     let bind: any UDPBind
     let config: DeviceConfiguration
@@ -142,6 +144,7 @@ public final class Device: @unchecked Sendable {  // configuration is fixed afte
         self.tun = tun
         self.bind = bind
         self.clock = clock
+        startTime = clock.now()
         self.logger = logger
         self.config = config
         // A send buffer holds the transport header, the padded packet and the tag.
@@ -159,7 +162,8 @@ public final class Device: @unchecked Sendable {  // configuration is fixed afte
                                            memoryLimitBytes: 32 << 20, target: config.codelTarget,
                                            interval: config.codelInterval, ecn: config.ecn)
             sendQueueing = SendQueueing(peers: peers.count, slots: 16384, slotSize: slotSize, parameters: params,
-                                        budget: max(2, activeWorkers) * 2 * PacketBatch.capacity)
+                                        budget: max(2, activeWorkers) * 2 * PacketBatch.capacity,
+                                        now: clock.now())
             sendPool = BatchPool(batches: n, buffersPerBatch: 1, bufferSize: 64, packetsPerBatch: PacketBatch.capacity)
         } else {
             sendQueueing = nil

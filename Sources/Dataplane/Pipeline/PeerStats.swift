@@ -10,7 +10,16 @@
 // Device-wide counters (Counters.swift) are kept as before; these split some of them by peer.
 //
 // Size: an idle peer costs the object and one small counter array (about 200 bytes); the histogram (about
-// 800 bytes) exists only for peers that have sent through fq_codel.
+// 800 bytes, plus two window snapshots of the same size) exists only for peers that have sent through fq_codel.
+//
+// Recent sojourn: the histogram counts since start, which hides what the queue does now after a long run. So the
+// tun-reader also keeps a snapshot of the counts per window (`SojournWindow.length`, 10 s): once per window, not
+// per packet, it copies the live counts into one of two snapshot buffers. "Recent" is the live counts minus the
+// snapshot taken one rotation before the latest, so it always spans one to two windows up to now (never an
+// almost empty few seconds just after a rotation), and its exact span is reported with it. The generation
+// counter says which buffer is which; a reader that sees it change while reading tries again (a seqlock), so
+// neither side ever waits.
+
 import CShims
 import Synchronization
 
@@ -74,12 +83,58 @@ public final class PeerStats: @unchecked Sendable {  // every field is read and 
     @inline(__always) public subscript(_ s: PeerStat) -> UInt64 { vf_counter_load(storage + s.rawValue) }
 
     /// The histogram's bucket counts for the tun-reader to record into, allocated on first use (once per peer).
+    /// Behind them lie the two window snapshots and their times (see the file comment).
     func sojournBuckets() -> UnsafeMutablePointer<UInt64> {
         if let h = UnsafeMutablePointer<UInt64>(bitPattern: histogramAddress.load(ordering: .relaxed)) { return h }
-        let h = UnsafeMutablePointer<UInt64>.allocate(capacity: LogHistogram.bucketCount)
-        h.initialize(repeating: 0, count: LogHistogram.bucketCount)
+        let h = UnsafeMutablePointer<UInt64>.allocate(capacity: PeerStats.histogramWords)
+        h.initialize(repeating: 0, count: PeerStats.histogramWords)
         histogramAddress.store(UInt(bitPattern: h), ordering: .releasing)
         return h
+    }
+
+    /// Live counts, snapshot 0, snapshot 1, then the monotonic time of each snapshot (0: before any rotation,
+    /// i.e. the snapshot is the empty histogram at start).
+    static let histogramWords = 3 * LogHistogram.bucketCount + 2
+    /// Rotations so far; snapshot `generation & 1` is the base of the recent window.
+    private let windowGeneration = Atomic<UInt64>(0)
+
+    /// tun-reader, once per window: the snapshot that was the latest becomes the base of the recent window, and
+    /// the live counts are copied into the other one, stamped `now`.
+    func rotateSojournWindow(now: UInt64) {
+        guard let h = UnsafeMutablePointer<UInt64>(bitPattern: histogramAddress.load(ordering: .relaxed)) else {
+            return
+        }
+        let n = LogHistogram.bucketCount
+        let g = windowGeneration.load(ordering: .relaxed) &+ 1
+        // Publish first, then overwrite the old base: a reader still on it sees the generation change and retries.
+        windowGeneration.store(g, ordering: .relaxed)
+        atomicMemoryFence(ordering: .releasing)
+        let latest = Int((g &+ 1) & 1)
+        for i in 0..<n { vf_counter_store(h + n * (1 + latest) + i, vf_counter_load(h + i)) }
+        vf_counter_store(h + 3 * n + latest, now)
+    }
+
+    /// The sojourn counts of the recent window (live minus its base) and when that window began (monotonic ns;
+    /// 0: at start, no rotation yet). Nil if this peer never dequeued through fq_codel.
+    public func recentSojournSnapshot() -> (counts: [UInt64], since: UInt64)? {
+        guard let h = UnsafeMutablePointer<UInt64>(bitPattern: histogramAddress.load(ordering: .acquiring)) else {
+            return nil
+        }
+        let n = LogHistogram.bucketCount
+        while true {
+            let g = windowGeneration.load(ordering: .acquiring)
+            let base = Int(g & 1)
+            var counts = [UInt64](repeating: 0, count: n)
+            // The live counts only grow, so reading them after the base never goes below it.
+            let baseCounts = (0..<n).map { vf_counter_load(h + n * (1 + base) + $0) }
+            let since = vf_counter_load(h + 3 * n + base)
+            for i in 0..<n {
+                let live = vf_counter_load(h + i)
+                counts[i] = live >= baseCounts[i] ? live - baseCounts[i] : 0
+            }
+            atomicMemoryFence(ordering: .acquiring)
+            if windowGeneration.load(ordering: .relaxed) == g { return (counts, since) }
+        }
     }
 
     /// Counts one sojourn (nanoseconds) into buckets from `sojournBuckets()` (tun-reader only).
@@ -93,5 +148,23 @@ public final class PeerStats: @unchecked Sendable {  // every field is read and 
             return nil
         }
         return (0..<LogHistogram.bucketCount).map { vf_counter_load(h + $0) }
+    }
+}
+
+/// When the tun-reader rotates the sojourn windows of all peers (a fake clock drives it in tests).
+public struct SojournWindow: Sendable, Equatable {
+    /// The window length: recent sojourn figures span one to two of these.
+    public static let length: UInt64 = 10_000_000_000
+    /// The next rotation (monotonic ns).
+    public private(set) var next: UInt64
+
+    public init(now: UInt64) { next = now &+ SojournWindow.length }
+
+    /// Whether a rotation is due at `now`; if so the next one is one window later (from now: after a stall the
+    /// windows do not try to catch up).
+    public mutating func due(now: UInt64) -> Bool {
+        guard now >= next else { return false }
+        next = now &+ SojournWindow.length
+        return true
     }
 }

@@ -49,6 +49,20 @@ extension Device {
         } else {
             f.append(.init("sojourn_samples", "0"))
         }
+        // The same over the recent window only (one to two windows of SojournWindow.length up to now; its span
+        // is given, since start when no window has turned over yet).
+        if let recent = peer.stats.recentSojournSnapshot() {
+            let h = recent.counts, since = recent.since
+            let now = clock.now()
+            f.append(.init("sojourn_recent_window_ns", String(since == 0 ? now &- startTime : now &- since)))
+            f.append(.init("sojourn_recent_samples", String(h.reduce(0, +))))
+            if let p50 = LogHistogram.percentile(0.5, counts: h), let p99 = LogHistogram.percentile(0.99, counts: h) {
+                f.append(.init("sojourn_recent_p50_ns", String(p50)))
+                f.append(.init("sojourn_recent_p99_ns", String(p99)))
+            }
+        } else {
+            f.append(.init("sojourn_recent_samples", "0"))
+        }
         return f
     }
 }

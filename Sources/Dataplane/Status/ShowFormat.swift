@@ -36,6 +36,13 @@ public enum ShowFormat {
                 } else {
                     line("sojourn in fq_codel: no packets yet")
                 }
+                if samples > 0 {
+                    let recent = n("sojourn_recent_samples")
+                    let span = "last \(seconds(v("sojourn_recent_window_ns")))"
+                    line(recent > 0
+                         ? "sojourn in fq_codel, \(span) (\(recent) packets): p50 \(ms(v("sojourn_recent_p50_ns"))), p99 \(ms(v("sojourn_recent_p99_ns")))"
+                         : "sojourn in fq_codel, \(span): no packets")
+                }
             }
             line("drops: codel \(n("tx_drop_codel")), limit \(n("tx_drop_aqm_limit")), staged overflow \(n("tx_drop_staged_overflow")), "
                  + "bad mac \(n("rx_drop_bad_mac")), replay \(n("rx_drop_replay")), ecn not-ect/ce \(n("rx_drop_ecn_not_ect_ce")), "
@@ -53,6 +60,12 @@ public enum ShowFormat {
         if m >= 100 { return "\(Int(m.rounded())) ms" }
         if m >= 1 { return "\(fixed(m, 1)) ms" }
         return "\(fixed(m, 3)) ms"
+    }
+
+    /// Nanoseconds (as text) in seconds with one decimal.
+    static func seconds(_ ns: String?) -> String {
+        guard let ns, let v = UInt64(ns) else { return "?" }
+        return "\(fixed(Double(v) / 1e9, 1)) s"
     }
 
     static func fixed(_ x: Double, _ digits: Int) -> String {
