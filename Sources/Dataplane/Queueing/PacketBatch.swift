@@ -116,61 +116,6 @@ public final class PacketBatch: @unchecked Sendable {  // ownership passes betwe
     }
 }
 
-/// A fixed set of batches over one slab, handed out and returned under a lock (per batch, not per packet).
-public final class BatchPool: @unchecked Sendable {  // `free` is only touched under `lock`
-    public let slab: PacketSlab
-    public let maxPacketsPerBatch: Int
-    private var free: [PacketBatch]
-    private let lock = ConditionLock()
-    private var closed = false
-
-    /// `batches` batches of `buffersPerBatch` buffers of `bufferSize` bytes, each batch with room for
-    /// `packetsPerBatch` packets.
-    public init(batches: Int, buffersPerBatch: Int, bufferSize: Int, packetsPerBatch: Int) {
-        slab = PacketSlab(slotSize: bufferSize, slotCount: batches * buffersPerBatch)
-        maxPacketsPerBatch = packetsPerBatch
-        var all: [PacketBatch] = []
-        for b in 0..<batches {
-            all.append(PacketBatch(slab: slab, firstSlot: b * buffersPerBatch, bufferCount: buffersPerBatch,
-                                   capacity: packetsPerBatch))
-        }
-        free = all
-    }
-
-    /// Waits for a free batch; nil once the pool is closed.
-    public func take() -> PacketBatch? {
-        lock.withLock {
-            while free.isEmpty && !closed { lock.wait() }
-            if closed { return nil }
-            let b = free.removeLast()
-            b.reset()
-            return b
-        }
-    }
-
-    /// A free batch if there is one, without waiting.
-    public func tryTake() -> PacketBatch? {
-        lock.withLock {
-            if closed || free.isEmpty { return nil }
-            let b = free.removeLast()
-            b.reset()
-            return b
-        }
-    }
-
-    /// Batches free right now.
-    public var available: Int { lock.withLock { free.count } }
-
-    public func give(_ b: PacketBatch) {
-        lock.withLock {
-            free.append(b)
-            lock.signal()
-        }
-    }
-
-    public func close() { lock.withLock { closed = true; lock.broadcast() } }
-}
-
 /// A bounded FIFO of batches between pipeline stages, with blocking pop.
 public final class BatchQueue: @unchecked Sendable {  // ring contents only touched under `lock`
     private var ring: [PacketBatch?]
