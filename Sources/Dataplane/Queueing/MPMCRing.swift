@@ -1,8 +1,10 @@
 // A bounded multi-producer multi-consumer ring without locks (one sequence number per cell, as in
 // Dmitry Vyukov's well-known bounded queue). Producers and consumers each claim a position with one
 // compare-and-swap; a cell's sequence number says whether it is free for the producer of that
-// position or filled for its consumer, so no thread ever waits on another inside push or pop.
+// position or filled for its consumer. A thread waits on another in one rare case only: a push onto a cell
+// whose last value a consumer has claimed but, preempted, not yet released.
 // Elements are plain values (no ARC): callers pass unmanaged references where they need objects.
+import Glibc
 import Synchronization
 
 public final class MPMCRing<Element: BitwiseCopyable>: @unchecked Sendable {  // cells are handed over by the acquire/release sequence numbers
@@ -41,7 +43,7 @@ public final class MPMCRing<Element: BitwiseCopyable>: @unchecked Sendable {  //
 
     public var capacity: Int { mask + 1 }
 
-    /// Appends `value`; false if the ring is full.
+    /// Appends `value`; false if the ring is full (holds `capacity` values no consumer has claimed).
     public func push(_ value: Element) -> Bool {
         var position = enqueuePosition.pointee.load(ordering: .relaxed)
         while true {
@@ -58,7 +60,13 @@ public final class MPMCRing<Element: BitwiseCopyable>: @unchecked Sendable {  //
                 }
                 position = current
             } else if difference < 0 {
-                return false  // the cell still holds the value from one lap ago: full
+                // The cell still holds the value from one lap ago. Full, unless a consumer has claimed that value
+                // and not yet freed the cell (it was preempted in between): then wait for it, or a ring holding
+                // fewer values than cells would refuse a push while other consumers run on past the claimed cell.
+                let claimed = dequeuePosition.pointee.load(ordering: .relaxed)
+                if position &- claimed >= mask &+ 1 { return false }
+                sched_yield()
+                position = enqueuePosition.pointee.load(ordering: .relaxed)
             } else {
                 position = enqueuePosition.pointee.load(ordering: .relaxed)
             }
@@ -87,6 +95,13 @@ public final class MPMCRing<Element: BitwiseCopyable>: @unchecked Sendable {  //
                 position = dequeuePosition.pointee.load(ordering: .relaxed)
             }
         }
+    }
+
+    /// Values in the ring, counting pushes and pops in progress as done (a hint while others push or pop).
+    public var count: Int {
+        let popped = dequeuePosition.pointee.load(ordering: .acquiring)
+        let pushed = enqueuePosition.pointee.load(ordering: .acquiring)
+        return min(max(pushed &- popped, 0), mask + 1)
     }
 
     /// Whether the ring looked empty at some instant during the call (a hint; it may change at once).

@@ -25,7 +25,7 @@ public final class PacketSlab: @unchecked Sendable {  // the memory is partition
 /// socket, which may carry many datagrams (UDP GRO), and `packets[i]` points into it.
 /// A batch is owned by exactly one stage at a time; it is handed on through queues, and `crypted` (set by the
 /// worker that finishes its last chunk) is the release/acquire point for the serial stage waiting for it.
-public final class PacketBatch: @unchecked Sendable {  // ownership passes between threads through locked queues and the crypted atomic
+public final class PacketBatch: @unchecked Sendable {  // ownership passes between threads through the acquire/release rings (BatchPool, BatchQueue, CryptoQueue) and the crypted atomic
     /// Packets per send batch (and the most the TUN hands over per read call).
     public static let capacity = 128
 
@@ -114,115 +114,4 @@ public final class PacketBatch: @unchecked Sendable {  // ownership passes betwe
         keypairs.removeAll(keepingCapacity: true)
         crypted.store(false, ordering: .relaxed)
     }
-}
-
-/// A fixed set of batches over one slab, handed out and returned under a lock (per batch, not per packet).
-public final class BatchPool: @unchecked Sendable {  // `free` is only touched under `lock`
-    public let slab: PacketSlab
-    public let maxPacketsPerBatch: Int
-    private var free: [PacketBatch]
-    private let lock = ConditionLock()
-    private var closed = false
-
-    /// `batches` batches of `buffersPerBatch` buffers of `bufferSize` bytes, each batch with room for
-    /// `packetsPerBatch` packets.
-    public init(batches: Int, buffersPerBatch: Int, bufferSize: Int, packetsPerBatch: Int) {
-        slab = PacketSlab(slotSize: bufferSize, slotCount: batches * buffersPerBatch)
-        maxPacketsPerBatch = packetsPerBatch
-        var all: [PacketBatch] = []
-        for b in 0..<batches {
-            all.append(PacketBatch(slab: slab, firstSlot: b * buffersPerBatch, bufferCount: buffersPerBatch,
-                                   capacity: packetsPerBatch))
-        }
-        free = all
-    }
-
-    /// Waits for a free batch; nil once the pool is closed.
-    public func take() -> PacketBatch? {
-        lock.withLock {
-            while free.isEmpty && !closed { lock.wait() }
-            if closed { return nil }
-            let b = free.removeLast()
-            b.reset()
-            return b
-        }
-    }
-
-    /// A free batch if there is one, without waiting.
-    public func tryTake() -> PacketBatch? {
-        lock.withLock {
-            if closed || free.isEmpty { return nil }
-            let b = free.removeLast()
-            b.reset()
-            return b
-        }
-    }
-
-    /// Batches free right now.
-    public var available: Int { lock.withLock { free.count } }
-
-    public func give(_ b: PacketBatch) {
-        lock.withLock {
-            free.append(b)
-            lock.signal()
-        }
-    }
-
-    public func close() { lock.withLock { closed = true; lock.broadcast() } }
-}
-
-/// A bounded FIFO of batches between pipeline stages, with blocking pop.
-public final class BatchQueue: @unchecked Sendable {  // ring contents only touched under `lock`
-    private var ring: [PacketBatch?]
-    private var head = 0
-    private var tail = 0
-    private var size = 0
-    private var closed = false
-    public let lock = ConditionLock()
-
-    public init(capacity: Int) { ring = Array(repeating: nil, count: capacity) }
-
-    public func push(_ b: PacketBatch) {
-        lock.withLock {
-            precondition(size < ring.count, "batch queue sized below the batch pool")
-            ring[tail] = b
-            tail = (tail + 1) % ring.count
-            size += 1
-            lock.signal()
-        }
-    }
-
-    /// Pops the head, waiting while empty; nil once closed.
-    public func pop() -> PacketBatch? {
-        lock.withLock {
-            while size == 0 && !closed { lock.wait() }
-            if size == 0 { return nil }
-            let b = ring[head]!
-            ring[head] = nil
-            head = (head + 1) % ring.count
-            size -= 1
-            return b
-        }
-    }
-
-    /// Pops the head once its crypto is done (the ordered stage); nil once closed.
-    public func popCrypted() -> PacketBatch? {
-        lock.withLock {
-            while !closed && (size == 0 || !ring[head]!.crypted.load(ordering: .acquiring)) { lock.wait() }
-            if closed { return nil }
-            let b = ring[head]!
-            ring[head] = nil
-            head = (head + 1) % ring.count
-            size -= 1
-            return b
-        }
-    }
-
-    /// Batches queued right now (one lock acquisition; for receive CoDel's backlog test, once per batch).
-    public var count: Int { lock.withLock { size } }
-
-    /// Wakes a waiter in `popCrypted` after a batch's crypto finished.
-    public func notify() { lock.withLock { lock.signal() } }
-
-    public func close() { lock.withLock { closed = true; lock.broadcast() } }
 }
