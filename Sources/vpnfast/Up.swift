@@ -181,8 +181,9 @@ struct Up: ParsableCommand {
                 useUring = false
                 backendNote = "recvmmsg/sendmmsg (--io mmsg)"
             default:
-                // Measured on kernel 6.18 (perf/): with UDP GSO/GRO, recvmmsg/sendmmsg moves more than the
-                // io_uring backend, whose receive copies out of its provided buffers. auto takes the faster one.
+                // Measured on kernel 6.18 (perf/results/20261207T021335Z): TCP is on par, and UDP moves more
+                // with recvmmsg/sendmmsg and read/writev than with the io_uring backend (whose socket receive
+                // copies out of its provided buffers). auto takes the faster one.
                 useUring = false
                 backendNote = uringOK
                     ? "recvmmsg/sendmmsg (auto: io_uring is available but measured slower here; --io uring selects it)"
