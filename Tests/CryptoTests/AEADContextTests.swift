@@ -3,7 +3,8 @@ import XCTest
 
 /// The OpenSSL path against the RFC vectors and against libsodium, packet for packet.
 final class AEADContextTests: XCTestCase {
-    static let lengths = [0, 1, 15, 16, 64, 1420, 9000, 65535]
+    // 256 and 257: either side of the size up to which an OpenSSL context hands packets to libsodium.
+    static let lengths = [0, 1, 15, 16, 64, 240, 256, 257, 272, 1420, 9000, 65535]
 
     /// Packets in their own buffers (room for the tag), with items that point at them.
     final class Batch {
