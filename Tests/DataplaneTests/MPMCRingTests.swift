@@ -82,31 +82,20 @@ final class CryptoQueueTests: XCTestCase {
         let mostWorking = Atomic<Int>(0)
         let packetsDone = Atomic<Int>(0)
         let batchesDone = Atomic<Int>(0)
-        var workers: [PipelineThread] = []
-        for w in 0..<8 {
-            workers.append(PipelineThread(name: "cq-worker-\(w)") {
-                var finished = false
-                while let job = queue.pop(worker: w, finished: finished) {
-                    finished = true
-                    let now = working.add(1, ordering: .sequentiallyConsistent).newValue
-                    var seen = mostWorking.load(ordering: .relaxed)
-                    while now > seen {
-                        let (ok, current) = mostWorking.compareExchange(expected: seen, desired: now, ordering: .relaxed)
-                        if ok { break }
-                        seen = current
-                    }
-                    var spin = 0
-                    for i in 0..<2000 { spin &+= i }  // a little work
-                    _ = spin
-                    packetsDone.add(job.count, ordering: .relaxed)
-                    working.subtract(1, ordering: .sequentiallyConsistent)
-                    if job.batch.pendingChunks.subtract(1, ordering: .acquiringAndReleasing).newValue == 0 {
-                        batchesDone.add(1, ordering: .relaxed)
-                        pool.give(job.batch)
-                    }
-                }
-            })
-        }
+        let workers = startCryptoWorkers(8, queue: queue, pool: pool, name: "cq-worker", work: { _, job in
+            let now = working.add(1, ordering: .sequentiallyConsistent).newValue
+            var seen = mostWorking.load(ordering: .relaxed)
+            while now > seen {
+                let (ok, current) = mostWorking.compareExchange(expected: seen, desired: now, ordering: .relaxed)
+                if ok { break }
+                seen = current
+            }
+            var spin = 0
+            for i in 0..<2000 { spin &+= i }  // a little work
+            _ = spin
+            packetsDone.add(job.count, ordering: .relaxed)
+            working.subtract(1, ordering: .sequentiallyConsistent)
+        }, batchDone: { batchesDone.add(1, ordering: .relaxed) })
         let rounds = 2000
         var packets = 0
         for r in 0..<rounds {
@@ -136,20 +125,9 @@ final class CryptoQueueTests: XCTestCase {
         }
         let jobsBy = PerWorker()
         let batchesDone = Atomic<Int>(0)
-        var workers: [PipelineThread] = []
-        for w in 0..<8 {
-            workers.append(PipelineThread(name: "cq-warm-\(w)") {
-                var finished = false
-                while let job = queue.pop(worker: w, finished: finished) {
-                    finished = true
-                    jobsBy.jobs[w] += 1
-                    if job.batch.pendingChunks.subtract(1, ordering: .acquiringAndReleasing).newValue == 0 {
-                        batchesDone.add(1, ordering: .relaxed)
-                        pool.give(job.batch)
-                    }
-                }
-            })
-        }
+        let workers = startCryptoWorkers(8, queue: queue, pool: pool, name: "cq-warm", work: { w, _ in
+            jobsBy.jobs[w] += 1
+        }, batchDone: { batchesDone.add(1, ordering: .relaxed) })
         usleep(50_000)  // all eight park
         let rounds = 300
         for r in 0..<rounds {
@@ -197,5 +175,25 @@ final class ReceiveBudgetTests: XCTestCase {
         XCTAssertLessThan(waited, 2_000_000_000, "the release should wake the reader long before the timeout")
         budget.release(400)
         XCTAssertEqual(budget.available, 512)
+    }
+}
+
+/// Starts `count` crypto workers on `queue`. Each runs `work(worker, job)` on every job it pops; the one that
+/// finishes a batch's last chunk calls `batchDone()` and gives the batch back to `pool`.
+private func startCryptoWorkers(_ count: Int, queue: CryptoQueue, pool: BatchPool, name: String,
+                                work: @escaping @Sendable (Int, CryptoJob) -> Void,
+                                batchDone: @escaping @Sendable () -> Void) -> [PipelineThread] {
+    (0..<count).map { w in
+        PipelineThread(name: "\(name)-\(w)") {
+            var finished = false
+            while let job = queue.pop(worker: w, finished: finished) {
+                finished = true
+                work(w, job)
+                if job.batch.pendingChunks.subtract(1, ordering: .acquiringAndReleasing).newValue == 0 {
+                    batchDone()
+                    pool.give(job.batch)
+                }
+            }
+        }
     }
 }

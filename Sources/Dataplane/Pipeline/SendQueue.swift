@@ -121,8 +121,8 @@ extension Device {
             schedule(q)
             for peerID in q.active { publishGauges(peers[Int(peerID)], q.queues[Int(peerID)]!) }
             // Once per window, every peer's sojourn snapshot (idle peers too, so their recent figures empty).
-            if q.sojournWindow.due(now: clock.now()) {
-                let now = clock.now()
+            let now = clock.now()
+            if q.sojournWindow.due(now: now) {
                 for peer in peers { peer.stats.rotateSojournWindow(now: now) }
             }
         }
