@@ -148,6 +148,33 @@ final class CryptoQueueTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(counts[0] + counts[1], rounds * 4 * 9 / 10, "jobs per worker: \(counts)")
     }
 
+    /// Urgent jobs are popped before bulk jobs already queued; each ring stays first in, first out.
+    func testUrgentJobsGoFirst() {
+        let pool = BatchPool(batches: 8, buffersPerBatch: 1, bufferSize: 64, packetsPerBatch: 128)
+        let queue = CryptoQueue(capacity: 32, workers: 1, maxActive: 1)
+        // (batch, packets, urgent), pushed in this order; with a 32-packet chunk, 70 packets make 3 jobs.
+        let pushes: [(Int, Int, Bool)] = [(0, 70, false), (1, 8, true), (2, 32, false), (3, 1, true), (4, 33, true)]
+        var batches: [PacketBatch] = []
+        for (tag, count, urgent) in pushes {
+            let b = pool.take()!
+            b.count = count
+            b.timestamps[0] = UInt64(tag)
+            batches.append(b)
+            queue.push(b, chunk: 32, urgent: urgent)
+        }
+        var order: [String] = []
+        var finished = false
+        for _ in 0..<8 {
+            guard let job = queue.pop(worker: 0, finished: finished) else { break }
+            finished = true
+            order.append("\(job.batch.timestamps[0]):\(job.start)+\(job.count)")
+        }
+        XCTAssertEqual(order, ["1:0+8", "3:0+1", "4:0+32", "4:32+1", "0:0+32", "0:32+32", "0:64+6", "2:0+32"])
+        queue.close()
+        XCTAssertNil(queue.pop(worker: 0, finished: true), "closed and drained")
+        _ = batches
+    }
+
     func testMaxActiveNeverExceedsWorkers() {
         XCTAssertEqual(CryptoQueue(capacity: 8, workers: 3, maxActive: 16).maxActive, 3)
         XCTAssertEqual(CryptoQueue(capacity: 8, workers: 3, maxActive: 0).maxActive, 1)

@@ -47,7 +47,9 @@ extension Device {
             }
             receiveBudget.took(batch.count)
             receiveQueue.push(batch)
-            cryptoQueue.push(batch, chunk: Device.cryptoChunk)
+            // A batch of one chunk or less is little work and likely interactive (acknowledgements, a ping's
+            // reply): the workers take it before the bulk jobs, as the send path's express lane does.
+            cryptoQueue.push(batch, chunk: Device.cryptoChunk, urgent: batch.count <= Device.cryptoChunk)
         }
     }
 

@@ -5,6 +5,10 @@
 // than CPUs, a worker sealing part of the oldest batch could otherwise be preempted by another worker sealing a
 // later one, and the ordered stage behind it would stall for a scheduler time slice. Parked workers are woken
 // last-in first-out, so the same few threads stay warm and the extra ones cost nothing.
+//
+// Two rings: urgent jobs (a batch of sparse-flow packets, a small received batch: little work, and someone waits
+// for each packet) are popped before the bulk ring's, so they wait for at most the chunks workers already hold,
+// not for every batch in flight.
 import Glibc
 import Synchronization
 
@@ -24,6 +28,7 @@ public final class CryptoQueue: @unchecked Sendable {  // the ring is lock-free;
     }
 
     private let ring: MPMCRing<Slot>
+    private let urgentRing: MPMCRing<Slot>
     public let maxActive: Int
     /// Workers holding the right to pop (at most maxActive).
     private let active = Atomic<Int>(0)
@@ -44,6 +49,7 @@ public final class CryptoQueue: @unchecked Sendable {  // the ring is lock-free;
 
     public init(capacity: Int, workers: Int, maxActive: Int = Int.max) {
         ring = MPMCRing(capacity: capacity, placeholder: Slot(batch: nil, start: 0, count: 0))
+        urgentRing = MPMCRing(capacity: capacity, placeholder: Slot(batch: nil, start: 0, count: 0))
         self.workers = max(1, workers)
         self.maxActive = max(1, min(maxActive, self.workers))
         conditions = .allocate(capacity: self.workers)
@@ -58,13 +64,15 @@ public final class CryptoQueue: @unchecked Sendable {  // the ring is lock-free;
         conditions.deallocate()
     }
 
-    /// Queues a batch as jobs of at most `chunk` packets and wakes parked workers for them if needed.
-    public func push(_ batch: PacketBatch, chunk: Int) {
+    /// Queues a batch as jobs of at most `chunk` packets and wakes parked workers for them if needed. Urgent jobs
+    /// are taken before every job already in the bulk ring.
+    public func push(_ batch: PacketBatch, chunk: Int, urgent: Bool = false) {
         let jobs = max(1, (batch.count + chunk - 1) / chunk)
         batch.pendingChunks.store(jobs, ordering: .relaxed)
+        let target = urgent ? urgentRing : ring
         for j in 0..<jobs {
             let start = j * chunk
-            let pushed = ring.push(Slot(batch: Unmanaged.passRetained(batch), start: Int32(start), count: Int32(min(chunk, batch.count - start))))
+            let pushed = target.push(Slot(batch: Unmanaged.passRetained(batch), start: Int32(start), count: Int32(min(chunk, batch.count - start))))
             precondition(pushed, "crypto queue sized below the batches in flight")
         }
         // Pairs with the worker's announce-then-recheck in park(): either it sees these jobs or we see it.
@@ -86,7 +94,7 @@ public final class CryptoQueue: @unchecked Sendable {  // the ring is lock-free;
             if !holding {
                 holding = tryAcquire()
             }
-            if holding, let slot = ring.pop() {
+            if holding, let slot = urgentRing.pop() ?? ring.pop() {
                 return CryptoJob(batch: slot.batch!.takeRetainedValue(), start: Int(slot.start), count: Int(slot.count))
             }
             if closed.load(ordering: .acquiring) { return nil }
@@ -115,7 +123,7 @@ public final class CryptoQueue: @unchecked Sendable {  // the ring is lock-free;
         parkedCount.add(1, ordering: .sequentiallyConsistent)
         defer { parkedCount.subtract(1, ordering: .relaxed) }
         // Announced; now look again, so a job pushed just before the announcement is not slept through.
-        if (!ring.isEmpty && active.load(ordering: .sequentiallyConsistent) < maxActive)
+        if ((!urgentRing.isEmpty || !ring.isEmpty) && active.load(ordering: .sequentiallyConsistent) < maxActive)
             || closed.load(ordering: .acquiring) {
             return
         }
