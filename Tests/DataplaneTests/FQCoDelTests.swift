@@ -75,6 +75,82 @@ final class FQCoDelTests: XCTestCase {
         XCTAssertTrue(dropped.isEmpty)
     }
 
+    /// `dequeueSparse` serves the first new flow holding exactly one packet, ahead of new flows that arrived with
+    /// several, and nothing else; the normal order carries on behind it.
+    func testDequeueSparse() {
+        var dropped: [UInt32] = []
+        // (packets of bulk flow 1 queued first, dequeues before the sparse packets, packets of flow 3,
+        //  what dequeueSparse returns, what the next dequeue returns)
+        let cases: [(bulk: Int, dequeues: Int, sparse: Int, express: UInt32?, next: UInt32?)] = [
+            (0, 0, 0, nil, nil),   // empty
+            (0, 0, 1, 1000, nil),  // one lone packet of a new flow
+            (0, 0, 2, nil, 1000),  // two packets of one flow: not sparse
+            (1, 0, 0, 0, nil),     // a one-packet "bulk" flow is as sparse as any
+            (5, 0, 0, nil, 0),     // a new flow arriving with several packets
+            (5, 0, 1, 1000, 0),    // a lone packet behind that burst, both new: it goes first
+            (5, 1, 0, nil, 1),     // the burst's flow after its quantum: on its way to the old list
+            (5, 1, 1, 1000, 1),    // a lone packet behind it
+            (5, 5, 0, nil, nil),   // drained
+        ]
+        for (i, c) in cases.enumerated() {
+            let (_, q) = Self.make()
+            for h in 0..<c.bulk {
+                q.enqueue(handle: UInt32(h), length: 1420, hash: Self.hash(1), ecnCapable: false, now: Self.t0,
+                          dropped: &dropped)
+            }
+            for _ in 0..<c.dequeues { XCTAssertNotNil(q.dequeue(now: Self.t0, dropped: &dropped), "case \(i)") }
+            for k in 0..<c.sparse {
+                q.enqueue(handle: 1000 + UInt32(k), length: 90, hash: Self.hash(3), ecnCapable: false, now: Self.t0,
+                          dropped: &dropped)
+            }
+            let before = q.queuedPackets
+            let express = q.dequeueSparse(now: Self.t0, sentThrough: 0, dropped: &dropped)
+            XCTAssertEqual(express?.handle, c.express, "case \(i)")
+            XCTAssertEqual(q.queuedPackets, before - (express == nil ? 0 : 1), "case \(i)")
+            XCTAssertNil(q.dequeueSparse(now: Self.t0, sentThrough: 0, dropped: &dropped), "case \(i): nothing sparse left")
+            XCTAssertEqual(q.dequeue(now: Self.t0, dropped: &dropped)?.handle, c.next, "case \(i)")
+        }
+        // The new list is searched only so far: a lone packet behind more bursts than that waits its turn.
+        let (_, q) = Self.make()
+        for f in 0..<PeerQueue.sparseLookahead {
+            for k in 0..<2 {
+                q.enqueue(handle: UInt32(f * 2 + k), length: 1420, hash: Self.hash(10 + f), ecnCapable: false,
+                          now: Self.t0, dropped: &dropped)
+            }
+        }
+        q.enqueue(handle: 1000, length: 90, hash: Self.hash(3), ecnCapable: false, now: Self.t0, dropped: &dropped)
+        XCTAssertNil(q.dequeueSparse(now: Self.t0, sentThrough: 0, dropped: &dropped))
+        XCTAssertTrue(dropped.isEmpty)
+    }
+
+    /// A flow `dequeue` served under a dispatch stamp is not sparse until that stamp has been sent: its next
+    /// packet must not overtake the one still on its way.
+    func testDequeueSparseWaitsForTheFlowsDispatch() {
+        var dropped: [UInt32] = []
+        // (stamp the first packet is dequeued under, sentThrough when the next lone packet is looked at, express?)
+        let cases: [(stamp: UInt32, sent: UInt32, express: Bool)] = [
+            (0, 0, true),            // never dispatched by dequeue (stamp 0): free
+            (7, 6, false),           // its batch 7 not yet sent
+            (7, 7, true),            // sent
+            (7, 9, true),
+            (2, .max, false),        // across the wrap: stamp 2 comes after .max
+            (.max, 1, true),         // .max is before 1
+        ]
+        for (i, c) in cases.enumerated() {
+            let (_, q) = Self.make()
+            q.dispatchStamp = c.stamp
+            q.enqueue(handle: 1, length: 90, hash: Self.hash(3), ecnCapable: false, now: Self.t0, dropped: &dropped)
+            XCTAssertEqual(q.dequeue(now: Self.t0, dropped: &dropped)?.handle, 1, "case \(i)")
+            XCTAssertNil(q.dequeue(now: Self.t0, dropped: &dropped), "case \(i): emptied and unlisted")
+            q.enqueue(handle: 2, length: 90, hash: Self.hash(3), ecnCapable: false, now: Self.t0, dropped: &dropped)
+            XCTAssertEqual(q.dequeueSparse(now: Self.t0, sentThrough: c.sent, dropped: &dropped)?.handle,
+                           c.express ? 2 : nil, "case \(i)")
+            // Served by dequeueSparse or left for dequeue, the packet is not lost.
+            if !c.express { XCTAssertEqual(q.dequeue(now: Self.t0, dropped: &dropped)?.handle, 2, "case \(i)") }
+            XCTAssertEqual(q.queuedPackets, 0, "case \(i)")
+        }
+    }
+
     /// Two backlogged flows with different packet sizes get the same bytes within 10%.
     func testBulkFlowsShareBytes() {
         let (_, q) = Self.make()

@@ -22,6 +22,9 @@ public enum Counter: Int, CaseIterable, Sendable {
     case txDropAqmLimit, txDropCodel, txCeMarks
     // CoDel on the receive side (sojourn in the socket buffer, from kernel timestamps): drops and CE marks.
     case rxDropCodel, rxCeMarks
+    /// Packets of sparse flows sent through the send path's express lane, sealed and sent by the tun-reader
+    /// (SendQueue.swift).
+    case txExpressPackets
 
     /// The name used in logs and `show` output, e.g. rx_drop_bad_mac.
     public var name: String {

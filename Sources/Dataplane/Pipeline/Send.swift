@@ -109,44 +109,60 @@ extension Device {
     }
 
     func udpWriterLoop() {
-        var bytesPerSlot = [UInt64](repeating: 0, count: sendPool.maxPacketsPerBatch)
-        var packetsPerSlot = [UInt64](repeating: 0, count: sendPool.maxPacketsPerBatch)
+        var tally = SendTally(capacity: sendPool.maxPacketsPerBatch)
         while let batch = sendQueue.popCrypted() {
-            var m = 0
-            for i in 0..<batch.count where batch.keypairSlot[i] != PacketBatch.dropped {
-                batch.ioPointers[m] = batch.packets[i]
-                batch.ioLengths[m] = batch.lengths[i]
-                batch.endpoints[m] = batch.endpoints[i]
-                batch.tos[m] = batch.tos[i]
-                batch.keypairSlot[m] = batch.keypairSlot[i]
-                m += 1
-            }
-            var sent = 0
-            do {
-                sent = try bind.send(batch.ioPointers, lengths: batch.ioLengths, endpoints: batch.endpoints,
-                                     tos: batch.tos, count: m)
-            } catch {
-                logger.warning("sending \(m) packets failed: \(error)")
-            }
-            counters.add(.txPackets, UInt64(sent))
-            counters.add(.txDropSendError, UInt64(m - sent))
-            let now = clock.now()
-            for s in 0..<batch.keypairs.count { bytesPerSlot[s] = 0; packetsPerSlot[s] = 0 }
-            for i in 0..<m {
-                bytesPerSlot[Int(batch.keypairSlot[i])] += UInt64(batch.ioLengths[i])
-                packetsPerSlot[Int(batch.keypairSlot[i])] += 1
-            }
-            var total: UInt64 = 0
-            for (s, keypair) in batch.keypairs.enumerated() {
-                let peer = peers[Int(keypair.peerID)]
-                peer.txBytes.add(bytesPerSlot[s], ordering: .relaxed)
-                peer.stats.add(.txPackets, packetsPerSlot[s])
-                total += bytesPerSlot[s]
-                afterSend(peer, keypair: keypair, data: true, now: now)
-            }
-            counters.add(.txBytes, total)
+            transmit(batch, tally: &tally)
             if let q = sendQueueing { returnSlots(q, batch) }
             sendPool.give(batch)
         }
+    }
+
+    /// Sends a sealed batch (its packets not marked dropped) in one call, then the per-peer accounting and timer
+    /// events. The udp-writer's work for every batch, and the tun-reader's for the express lane (SendQueue.swift).
+    func transmit(_ batch: PacketBatch, tally: inout SendTally) {
+        var m = 0
+        for i in 0..<batch.count where batch.keypairSlot[i] != PacketBatch.dropped {
+            batch.ioPointers[m] = batch.packets[i]
+            batch.ioLengths[m] = batch.lengths[i]
+            batch.endpoints[m] = batch.endpoints[i]
+            batch.tos[m] = batch.tos[i]
+            batch.keypairSlot[m] = batch.keypairSlot[i]
+            m += 1
+        }
+        var sent = 0
+        do {
+            sent = try bind.send(batch.ioPointers, lengths: batch.ioLengths, endpoints: batch.endpoints,
+                                 tos: batch.tos, count: m)
+        } catch {
+            logger.warning("sending \(m) packets failed: \(error)")
+        }
+        counters.add(.txPackets, UInt64(sent))
+        counters.add(.txDropSendError, UInt64(m - sent))
+        let now = clock.now()
+        for s in 0..<batch.keypairs.count { tally.bytes[s] = 0; tally.packets[s] = 0 }
+        for i in 0..<m {
+            tally.bytes[Int(batch.keypairSlot[i])] += UInt64(batch.ioLengths[i])
+            tally.packets[Int(batch.keypairSlot[i])] += 1
+        }
+        var total: UInt64 = 0
+        for (s, keypair) in batch.keypairs.enumerated() {
+            let peer = peers[Int(keypair.peerID)]
+            peer.txBytes.add(tally.bytes[s], ordering: .relaxed)
+            peer.stats.add(.txPackets, tally.packets[s])
+            total += tally.bytes[s]
+            afterSend(peer, keypair: keypair, data: true, now: now)
+        }
+        counters.add(.txBytes, total)
+    }
+}
+
+/// Per-keypair sums of one sent batch (a batch's keypairs are numbered from 0), preallocated by the sending thread.
+struct SendTally {
+    var bytes: [UInt64]
+    var packets: [UInt64]
+
+    init(capacity: Int) {
+        bytes = [UInt64](repeating: 0, count: capacity)
+        packets = [UInt64](repeating: 0, count: capacity)
     }
 }

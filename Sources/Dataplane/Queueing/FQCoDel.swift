@@ -140,6 +140,9 @@ struct FQFlow {
     /// Next flow on the same (new or old) list, `listEnd` at the tail, `unlisted` when on neither.
     var link: UInt32 = FQFlow.unlisted
     var deficit: Int32 = 0
+    /// `PeerQueue.dispatchStamp` when `dequeue` last served this flow: until everything dispatched under that
+    /// stamp has been sent, `dequeueSparse` leaves the flow alone, so its next packet cannot overtake it.
+    var lastDispatch: UInt32 = 0
 
     static let listEnd: UInt32 = .max
     static let unlisted: UInt32 = .max - 1
@@ -232,6 +235,8 @@ public final class PeerQueue: @unchecked Sendable {  // used by one thread at a 
     @exclusivity(unchecked) public private(set) var queuedPackets = 0
     @exclusivity(unchecked) public private(set) var queuedBytes: UInt64 = 0
     @exclusivity(unchecked) public private(set) var stats = FQCoDelStats()
+    /// Stamped on each flow `dequeue` serves (see FQFlow.lastDispatch); the caller numbers its dispatches.
+    @exclusivity(unchecked) public var dispatchStamp: UInt32 = 0
     /// Time of the last enqueue or dequeue that returned a packet.
     @exclusivity(unchecked) private var lastActive: UInt64 = 0
 
@@ -375,22 +380,7 @@ public final class PeerQueue: @unchecked Sendable {  // used by one thread at a 
                 continue
             }
 
-            var fifo = FQFlowFIFO(slots: slots, flow: f, flowBacklog: backlogs + Int(idx),
-                                  packets: queuedPackets, backlogBytes: queuedBytes)
-            var vars = f.pointee.codel
-            let r = vars.dequeue(queue: &fifo, now: now, params: codel)
-            f.pointee.codel = vars
-            queuedPackets = fifo.packets
-            queuedBytes = fifo.backlogBytes
-            if r.drops > 0 {
-                stats.codelDrops &+= UInt64(r.drops)
-                var h = fifo.droppedHead
-                while h != FQHandleSlot.none {
-                    dropped.append(h)
-                    h = slots[Int(h)].next
-                }
-            }
-
+            let r = serve(f, backlog: backlogs + Int(idx), now: now, dropped: &dropped)
             guard let packet = r.packet else {
                 // Empty. A new flow passes through the old list once (if there is one) so that a flow which
                 // keeps emptying cannot come back as new and starve the old flows.
@@ -402,13 +392,73 @@ public final class PeerQueue: @unchecked Sendable {  // used by one thread at a 
                 }
                 continue
             }
-            f.pointee.deficit -= Int32(truncatingIfNeeded: packet.length)
-            if r.markCE { stats.ceMarks &+= 1 }
-            let sojourn = now > packet.enqueueTime ? now - packet.enqueueTime : 0
-            stats.lastSojourn = sojourn
-            lastActive = now
-            return FQCoDelDequeued(handle: packet.handle, markCE: r.markCE, sojourn: sojourn)
+            f.pointee.lastDispatch = dispatchStamp
+            return charge(f, packet, markCE: r.markCE, now: now)
         }
+    }
+
+    /// New flows `dequeueSparse` looks at, from the head of the new list.
+    public static let sparseLookahead = 8
+
+    /// The packet of a sparse flow: the first of the first `sparseLookahead` flows on the new list that holds
+    /// exactly one packet and has quantum left (a ping, a DNS query, a lone ACK; a bulk flow arrives several
+    /// packets at a time, or has moved to the old list). Served as `dequeue` serves a flow (CoDel, deficit), only
+    /// ahead of new flows that arrived with a burst; the flow keeps its place on the new list, empty, and leaves it
+    /// as any emptied new flow does. Nil if there is none. The send path's express lane takes these packets past
+    /// the crypto pool's in-flight batches (Pipeline/SendQueue.swift). A flow `dequeue` served under a
+    /// `dispatchStamp` after `sentThrough` (wrapping order) still has a packet on its way and is passed over, so
+    /// that no flow's packets overtake each other. Served packets are not stamped: the caller sends them at once.
+    public func dequeueSparse(now: UInt64, sentThrough: UInt32, dropped: inout [UInt32]) -> FQCoDelDequeued? {
+        guard let flows = self.flows, let backlogs = self.backlogs else { return nil }
+        var idx = newHead
+        var looked = 0
+        while idx != FQFlow.listEnd {
+            let f = flows[Int(idx)]
+            if f.deficit > 0 && f.head != FQHandleSlot.none && f.head == f.tail
+                && Int32(bitPattern: f.lastDispatch &- sentThrough) <= 0 { break }
+            looked += 1
+            if looked == PeerQueue.sparseLookahead { return nil }
+            idx = f.link
+        }
+        guard idx != FQFlow.listEnd else { return nil }
+        let f = flows + Int(idx)
+        let r = serve(f, backlog: backlogs + Int(idx), now: now, dropped: &dropped)
+        guard let packet = r.packet else { return nil }
+        return charge(f, packet, markCE: r.markCE, now: now)
+    }
+
+    /// Runs CoDel's dequeue on flow `f`; CoDel's drops are appended to `dropped`.
+    @inline(__always)
+    private func serve(_ f: UnsafeMutablePointer<FQFlow>, backlog: UnsafeMutablePointer<UInt32>, now: UInt64,
+                       dropped: inout [UInt32]) -> CoDelDequeueResult {
+        var fifo = FQFlowFIFO(slots: slots, flow: f, flowBacklog: backlog, packets: queuedPackets,
+                              backlogBytes: queuedBytes)
+        var vars = f.pointee.codel
+        let r = vars.dequeue(queue: &fifo, now: now, params: codel)
+        f.pointee.codel = vars
+        queuedPackets = fifo.packets
+        queuedBytes = fifo.backlogBytes
+        if r.drops > 0 {
+            stats.codelDrops &+= UInt64(r.drops)
+            var h = fifo.droppedHead
+            while h != FQHandleSlot.none {
+                dropped.append(h)
+                h = slots[Int(h)].next
+            }
+        }
+        return r
+    }
+
+    /// Charges a served packet to its flow's deficit and the statistics.
+    @inline(__always)
+    private func charge(_ f: UnsafeMutablePointer<FQFlow>, _ packet: CoDelPacket, markCE: Bool,
+                        now: UInt64) -> FQCoDelDequeued {
+        f.pointee.deficit -= Int32(truncatingIfNeeded: packet.length)
+        if markCE { stats.ceMarks &+= 1 }
+        let sojourn = now > packet.enqueueTime ? now - packet.enqueueTime : 0
+        stats.lastSojourn = sojourn
+        lastActive = now
+        return FQCoDelDequeued(handle: packet.handle, markCE: markCE, sojourn: sojourn)
     }
 
     // MARK: lists
