@@ -10,7 +10,9 @@
 // The express lane: a packet of a sparse flow (a new flow holding one packet: a ping, a DNS query, an ACK; see
 // PeerQueue.dequeueSparse) does not wait for the crypto pool at all. Each round, before the bulk batches, the
 // tun-reader takes such packets out of fq_codel (at most a crypto chunk), seals them itself (a few microseconds
-// for small packets) and sends them in one call. Through the pool it would wait behind the whole budget in
+// for small packets) and sends them in one call. The lane opens only while a batch or more is in flight, when
+// there is a queue to skip; a light direction (acknowledgements) keeps its packets in batches, which the crypto
+// pool takes ahead of bulk jobs (CryptoQueue's urgent ring) but which are sent in order. Through the pool it would wait behind the whole budget in
 // flight (512 packets: about 2.5 ms of sealing on a busy 2-vCPU machine) and for two more threads to be
 // scheduled. Packets of different flows are reordered, as fq_codel reorders them anyway, and their counters stay
 // far inside the receiver's replay window. A flow's own packets are never reordered: bulk batches are numbered
@@ -219,11 +221,16 @@ extension Device {
     /// Active peers the express lane looks at per round (from a rotating cursor), so that a round stays cheap
     /// with thousands of active peers.
     static let expressScan = 128
+    /// The lane opens only while at least this many packets are in flight: below that a sparse packet waits for
+    /// little in the bulk lane, and sending it there keeps it in a batch (a lone ACK stream costs no extra
+    /// sendmmsg per round of the reader).
+    static let expressAbove = PacketBatch.capacity
 
     /// The express lane (see the file comment): up to a crypto chunk of sparse flows' packets, sealed and sent
     /// by the tun-reader itself.
     func scheduleExpress(_ q: SendQueueing, context: AEADContext, tally: inout SendTally) {
-        guard !q.active.isEmpty, shaper?.ready(now: clock.now()) ?? true, let batch = sendPool.tryTake() else {
+        guard !q.active.isEmpty, q.inFlight.load(ordering: .relaxed) >= Device.expressAbove,
+              shaper?.ready(now: clock.now()) ?? true, let batch = sendPool.tryTake() else {
             return
         }
         batch.work = .encrypt
@@ -358,7 +365,9 @@ extension Device {
             q.dispatched = stamp
             q.inFlight.add(batch.count, ordering: .acquiringAndReleasing)
             sendQueue.push(batch)
-            cryptoQueue.push(batch, chunk: Device.cryptoChunk)
+            // A batch of one chunk or less (a light send direction: acknowledgements, replies) is little work:
+            // the workers take it ahead of bulk jobs, as on the receive side. It is still sent in order.
+            cryptoQueue.push(batch, chunk: Device.cryptoChunk, urgent: batch.count <= Device.cryptoChunk)
         }
     }
 
