@@ -89,6 +89,15 @@ def summarise(blocks):
     return s
 
 
+def have_matplotlib():
+    """Whether the plots can be drawn (the Markdown links them only then)."""
+    try:
+        import matplotlib  # noqa: F401
+        return True
+    except ImportError:
+        return False
+
+
 def main():
     if len(sys.argv) != 2:
         sys.exit("usage: latency_report.py RESULTS_DIR")
@@ -271,7 +280,10 @@ def write_markdown(res, meta, configs, scen_order, summary, targets, blocks):
         if extra:
             L.append("Medians per round: " + "; ".join(md_escape(x) for x in extra) + ".")
             L.append("")
-        L.append("![RTT over time](rtt-time-%s.png) ![RTT CDF](rtt-cdf-%s.png)" % (scen, scen))
+        if have_matplotlib():
+            L.append("![RTT over time](rtt-time-%s.png) ![RTT CDF](rtt-cdf-%s.png)" % (scen, scen))
+        else:
+            L.append("(No plots: matplotlib was missing when this report was written.)")
         L.append("")
     L += ["## What the figures are", "",
           "- **ping**: `ping -D -i 0.01` from namespace A to B's tunnel address (ICMP echo, 64 bytes). Each "

@@ -2,6 +2,7 @@
 //
 // Threads (each a plain pthread):
 //   tun-reader  read TUN batches → route → assign nonces (serial) → crypto queue + send queue   (Send.swift)
+//               (with fq_codel: enqueue, dequeue; seals and sends sparse flows itself       (SendQueue.swift))
 //   crypto-N    seal or open whole batches in place                                           (Workers.swift)
 //   udp-writer  take send batches in order once sealed → sendmmsg → timer events               (Send.swift)
 //   udp-reader  recvmmsg batches → handshake messages to control, transport to crypto + recv queue (Receive.swift)

@@ -7,21 +7,23 @@
 //   udp-writer: after sending a batch, gives its slots back and wakes the reader if it waits for room.
 // So the standing queue forms in fq_codel, where it is managed, not in the crypto pool or the TUN.
 //
-// The express lane: a packet of a sparse flow (a new flow holding one packet: a ping, a DNS query, an ACK; see
-// PeerQueue.dequeueSparse) does not wait for the crypto pool at all. Each round, before the bulk batches, the
-// tun-reader takes such packets out of fq_codel (at most a crypto chunk), seals them itself (a few microseconds
-// for small packets) and sends them in one call. The lane opens only while a batch or more is in flight, when
-// there is a queue to skip; a light direction (acknowledgements) keeps its packets in batches, which the crypto
-// pool takes ahead of bulk jobs (CryptoQueue's urgent ring) but which are sent in order. Through the pool it would wait behind the whole budget in
-// flight (512 packets: about 2.5 ms of sealing on a busy 2-vCPU machine) and for two more threads to be
-// scheduled. Packets of different flows are reordered, as fq_codel reorders them anyway, and their counters stay
-// far inside the receiver's replay window. A flow's own packets are never reordered: bulk batches are numbered
-// as they are dispatched (`dispatched`, stamped on each flow they serve), the udp-writer counts those it has
-// sent (`sentBatches`, in order), and a flow whose last bulk batch is not yet sent is not sparse.
+// The express lane: a packet of a sparse flow (a new flow holding one packet: a ping, a DNS query; see
+// PeerQueue.dequeueSparse) does not wait for the crypto pool at all. Through the pool it would wait behind the
+// whole budget in flight (512 packets: about 2.5 ms of sealing on a busy 2-vCPU machine) and for two more threads
+// to be scheduled. Instead, each round and before the bulk batches, the tun-reader takes such packets out of
+// fq_codel (at most a crypto chunk), seals them itself (a few microseconds for small packets) and sends them in
+// one call. The lane opens only while a batch or more is in flight, when there is a queue to skip; a light
+// direction (acknowledgements) keeps its packets in batches, which the crypto pool takes ahead of bulk jobs
+// (CryptoQueue's urgent ring) but which are sent in order.
+// Packets of different flows are reordered, as fq_codel reorders them anyway, and their counters stay far inside
+// the receiver's replay window. A flow's own packets are never reordered: bulk batches are numbered as they are
+// dispatched (`dispatched`, stamped on each flow they serve), the udp-writer counts those it has sent
+// (`sentBatches`, in order), and a flow whose last bulk batch is not yet sent is not sparse.
 import Crypto
 import Synchronization
 
-/// Send-side queueing state. Everything but `returned`/`inFlight`/`waiting` belongs to the tun-reader thread.
+/// Send-side queueing state. Everything but `returned`/`inFlight`/`waiting`/`sentBatches` belongs to the tun-reader
+/// thread.
 final class SendQueueing: @unchecked Sendable {  // the reader owns the queues; `returned` is locked, the rest atomic
     let slab: PacketSlab
     let fq: FQCoDelShared
