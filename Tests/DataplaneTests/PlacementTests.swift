@@ -1,5 +1,7 @@
 import CNuma
+import Foundation
 import Glibc
+import TestSupport
 import XCTest
 @testable import Dataplane
 
@@ -54,6 +56,88 @@ final class PlacementTests: XCTestCase {
             }
             XCTAssertEqual(plan.map(\.node), plan.map(\.node).sorted(), line: line)
             XCTAssertEqual(Placement.plan(threads: threads, topology: topology), plan, "deterministic", line: line)
+        }
+    }
+
+    /// The pipeline's home: the node with the most workers (ties to the lower id), nil on one node or unpinned.
+    func testPipelineHome() {
+        let unpinned = [WorkerPlacement(node: 0, cpus: []), WorkerPlacement(node: 1, cpus: [])]
+        // (line, placements, expected home node)
+        let cases: [(UInt, [WorkerPlacement]?, Int?)] = [
+            (#line, nil, nil),
+            (#line, Placement.plan(threads: 8, topology: Self.oneNode), nil),
+            (#line, Placement.plan(threads: 1, topology: Self.twoNodes), nil),       // one worker, one node
+            (#line, Placement.plan(threads: 2, topology: Self.twoNodes), 0),         // 1 + 1: the lower id
+            (#line, Placement.plan(threads: 17, topology: Self.twoNodes), 0),        // 9 + 8
+            (#line, Placement.plan(threads: 7, topology: Self.fourNodesOneOffline), 0),   // 2, 2, 2, 1
+            (#line, Placement.plan(threads: 3, topology: Self.gap), 0),              // 2 on node 0, 1 on node 2
+            (#line, [WorkerPlacement(node: 0, cpus: [0]), WorkerPlacement(node: 2, cpus: [4]),
+                     WorkerPlacement(node: 2, cpus: [4])], 2),
+            (#line, unpinned, nil),
+        ]
+        for (line, placements, expected) in cases {
+            let home = Placement.pipelineHome(placements)
+            XCTAssertEqual(home?.node, expected, line: line)
+            if let home, let placements {
+                XCTAssertEqual(home.cpus, placements.first { $0.node == home.node }?.cpus, "its node's CPUs",
+                               line: line)
+            }
+        }
+    }
+
+    /// A slab bound to a node is usable and freed like any other.
+    func testSlabOnNode() {
+        for node in [nil, 0] as [Int?] {
+            let pool = BatchPool(batches: 4, buffersPerBatch: 2, bufferSize: 3000, packetsPerBatch: 2, node: node)
+            XCTAssertEqual(pool.slab.node, node)
+            XCTAssertEqual(Int(bitPattern: pool.slab.base) % 64, 0)
+            let b = pool.take()!
+            b.buffers[1].initializeMemory(as: UInt8.self, repeating: 7, count: pool.slab.slotSize)
+            XCTAssertEqual(b.buffers[1].load(fromByteOffset: pool.slab.slotSize - 1, as: UInt8.self), 7)
+            pool.give(b)
+        }
+    }
+
+    /// Workers placed on two (injected) nodes: the slabs are bound to the home node, the pipeline threads are
+    /// pinned to its CPUs, and the tunnel carries packets both ways.
+    func testDeviceWithWorkersOnTwoNodes() throws {
+        // Node 1 is made up, on CPU 0 as well (every machine has CPU 0); node 0 holds two of the three workers.
+        let placements = [WorkerPlacement(node: 0, cpus: [0]), WorkerPlacement(node: 0, cpus: [0]),
+                          WorkerPlacement(node: 1, cpus: [0])]
+        let pair = try DevicePair(threads: 3, placements: placements)
+        pair.start()
+        defer { pair.stop() }
+        for device in [pair.a, pair.b] {
+            XCTAssertEqual(device.receivePool.slab.node, 0)
+            XCTAssertEqual(device.sendQueueing?.slab.node, 0)
+        }
+        pair.tunA.inject([DevicePair.packet(0)])
+        XCTAssertEqual(pair.tunB.collect(atLeast: 1), [DevicePair.packet(0)])
+        let burst = (1...300).map { DevicePair.packet($0) }
+        pair.tunA.inject(burst)
+        XCTAssertTrue(pair.tunB.collect(atLeast: burst.count) == burst)
+        let back = (1...100).map { DevicePair.packet($0, fromA: false) }
+        pair.tunB.inject(back)
+        XCTAssertTrue(pair.tunA.collect(atLeast: back.count) == back)
+        // Each device's four pipeline threads run on the home node's CPUs.
+        var pinned: [String: [String]] = [:]
+        let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
+        for tid in tasks {
+            guard let status = try? String(contentsOfFile: "/proc/self/task/\(tid)/status", encoding: .utf8) else {
+                continue
+            }
+            let fields = Dictionary(status.split(separator: "\n").compactMap { line -> (String, String)? in
+                let parts = line.split(separator: ":", maxSplits: 1)
+                return parts.count == 2 ? (String(parts[0]), parts[1].trimmingCharacters(in: .whitespaces)) : nil
+            }, uniquingKeysWith: { first, _ in first })
+            if let name = fields["Name"], ["vf-tun-reader", "vf-udp-writer", "vf-udp-reader", "vf-tun-writer"].contains(name) {
+                pinned[name, default: []].append(fields["Cpus_allowed_list"] ?? "?")
+            }
+        }
+        XCTAssertEqual(pinned.count, 4, "\(pinned)")
+        for (name, lists) in pinned {
+            XCTAssertEqual(lists.count, 2, name)
+            XCTAssertTrue(lists.allSatisfy { $0 == "0" }, "\(name): \(lists)")
         }
     }
 

@@ -22,7 +22,7 @@ public final class DevicePair: @unchecked Sendable {  // built once by the test 
     public init(threads: Int = 2, batchSize: Int = PacketBatch.capacity, presharedKey: SecretKey? = nil,
                 clock: any MonotonicClock = SystemClock(), bEndpointKnown: Bool = false,
                 rekeyAfterTime: UInt64? = nil, dscp: DSCPMode = .zero, aqm: Bool = true,
-                rate: Rate? = nil) throws {
+                rate: Rate? = nil, placements: [WorkerPlacement]? = nil) throws {
         let keyA = X25519.generatePrivateKey()
         let keyB = X25519.generatePrivateKey()
         tunA = ChannelTun(name: "chanA", batchSize: batchSize)
@@ -44,6 +44,8 @@ public final class DevicePair: @unchecked Sendable {  // built once by the test 
         configA.aqm = aqm
         configA.rate = rate
         configB.aqm = aqm
+        configA.placements = placements
+        configB.placements = placements
         configA.batchesPerDirection = 8
         configB.batchesPerDirection = 8
         var logA = Logger(label: "A"); logA.logLevel = .warning

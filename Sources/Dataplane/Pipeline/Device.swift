@@ -154,6 +154,8 @@ public final class Device: @unchecked Sendable {  // configuration is fixed afte
         // Crypto workers that run at once (see CryptoQueue); the in-flight budgets below follow them.
         let cpus = Device.workerCPUCount(config.placements)
         let activeWorkers = max(1, min(config.threads, cpus))
+        // With workers on several NUMA nodes, the packet slabs live on the node the pipeline threads run on.
+        let home = Placement.pipelineHome(config.placements)?.node
         if config.aqm {
             // Packets live in the queueing slots; batches only carry pointers to them.
             // Per peer at most 10240 packets / 32 MiB queued, Linux fq_codel's defaults (CoDel keeps the standing
@@ -164,12 +166,12 @@ public final class Device: @unchecked Sendable {  // configuration is fixed afte
                                            interval: config.codelInterval, ecn: config.ecn)
             sendQueueing = SendQueueing(peers: peers.count, slots: 16384, slotSize: slotSize, parameters: params,
                                         budget: max(2, activeWorkers) * 2 * PacketBatch.capacity,
-                                        now: clock.now())
+                                        now: clock.now(), node: home)
             sendPool = BatchPool(batches: n, buffersPerBatch: 1, bufferSize: 64, packetsPerBatch: PacketBatch.capacity)
         } else {
             sendQueueing = nil
             sendPool = BatchPool(batches: n, buffersPerBatch: PacketBatch.capacity, bufferSize: slotSize,
-                                 packetsPerBatch: PacketBatch.capacity)
+                                 packetsPerBatch: PacketBatch.capacity, node: home)
         }
         shaper = config.rate.map { EgressShaper(rate: $0, mtu: config.mtu, now: clock.now()) }
         flowLabels = config.flowLabel
@@ -185,7 +187,7 @@ public final class Device: @unchecked Sendable {  // configuration is fixed afte
         let messages = perMessage > 1 ? min(16, bind.batchSize) : min(PacketBatch.capacity, bind.batchSize)
         receivePool = BatchPool(batches: perMessage > 1 ? max(4, n / 2) : n, buffersPerBatch: messages,
                                 bufferSize: max(bind.receiveBufferSize, slotSize),
-                                packetsPerBatch: messages * perMessage)
+                                packetsPerBatch: messages * perMessage, node: home)
         // As much as the workers that run at once can keep busy with (as on the send side), but at least half a batch.
         receiveBudget = ReceiveBudget(limit: max(messages * perMessage / 2,
                                                  max(2, activeWorkers) * 2 * PacketBatch.capacity))
@@ -236,16 +238,27 @@ public final class Device: @unchecked Sendable {  // configuration is fixed afte
                 cryptoWorkerLoop(worker: i, context: AEADContext(config.aead))
             })
         }
-        threads.append(PipelineThread(name: "vf-tun-reader") { [self] in
+        // With workers on several nodes, the threads that read and write packets run on the slabs' node.
+        let home = Placement.pipelineHome(config.placements)
+        func onHome(_ name: String, _ body: @escaping @Sendable () -> Void) -> PipelineThread {
+            PipelineThread(name: name) { [self] in
+                if let home, !Placement.pinCurrentThread(to: home.cpus) {
+                    logger.warning("could not pin \(name) to NUMA node \(home.node) (CPUs \(home.cpus))")
+                }
+                body()
+            }
+        }
+        threads.append(onHome("vf-tun-reader") { [self] in
             if let q = sendQueueing { tunReaderLoopAQM(q) } else { tunReaderLoop() }
         })
-        threads.append(PipelineThread(name: "vf-udp-writer") { [self] in udpWriterLoop() })
-        threads.append(PipelineThread(name: "vf-udp-reader") { [self] in udpReaderLoop() })
-        threads.append(PipelineThread(name: "vf-tun-writer") { [self] in tunWriterLoop() })
+        threads.append(onHome("vf-udp-writer") { [self] in udpWriterLoop() })
+        threads.append(onHome("vf-udp-reader") { [self] in udpReaderLoop() })
+        threads.append(onHome("vf-tun-writer") { [self] in tunWriterLoop() })
         threads.append(PipelineThread(name: "vf-control") { [self] in controlLoop() })
         // As WireGuard does, a peer with a persistent keepalive is contacted at once (which starts a handshake).
         for p in peers where p.timers.persistentKeepaliveInterval > 0 && p.endpoint != nil { wantHandshake(p) }
-        logger.info("device up: \(peers.count) peer(s), listening on UDP port \(bind.port), \(config.threads) crypto thread(s) using \(config.aead.rawValue)")
+        let numa = home.map { "; packet buffers and pipeline threads on NUMA node \($0.node)" } ?? ""
+        logger.info("device up: \(peers.count) peer(s), listening on UDP port \(bind.port), \(config.threads) crypto thread(s) using \(config.aead.rawValue)\(numa)")
     }
 
     /// Stops every thread and waits for them. The TUN and socket are closed by their owner afterwards.

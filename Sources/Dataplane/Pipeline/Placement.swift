@@ -1,11 +1,15 @@
 // Placement.swift: where the crypto workers run on a NUMA machine.
 //
 // Workers are spread over the nodes in proportion to each node's usable CPUs, so every core
-// gets about the same share of workers and each worker's packet memory can come from its own
-// node. A worker is pinned to its node's whole CPU set, not to one CPU: the scheduler still
-// balances within the node, and more workers than CPUs (or CPUs shared with other work) cost
-// no more than unpinned threads would. The plan is a pure function of the topology; the
-// affinity and allocation calls are in Sys/Topology.swift.
+// gets about the same share of workers. A worker is pinned to its node's whole CPU set, not to
+// one CPU: the scheduler still balances within the node, and more workers than CPUs (or CPUs
+// shared with other work) cost no more than unpinned threads would. With workers on several
+// nodes, the pipeline (its TUN and UDP threads and its packet slabs) lives on one home node, the
+// one with the most workers: packets are read into memory of the node that reads them. Workers
+// on other nodes still seal and open some of them across the interconnect; per-node pipelines
+// (a multi-queue TUN and one UDP socket per node) would keep every packet on its node, and are
+// not built yet. The plan is a pure function of the topology; the affinity and allocation calls
+// are in Sys/Topology.swift.
 
 /// One worker's home: its NUMA node and the CPUs it may run on (empty: leave it unpinned).
 public struct WorkerPlacement: Equatable, Sendable {
@@ -52,5 +56,20 @@ public enum Placement {
         return zip(nodes, counts).flatMap { node, count in
             Array(repeating: WorkerPlacement(node: node.id, cpus: node.cpus), count: count)
         }
+    }
+
+    /// Where the pipeline's own threads (TUN and UDP readers and writers) and its packet slabs belong when the
+    /// workers span several nodes: the node with the most workers (ties to the lower id), with its CPUs, so the
+    /// packets those threads read land in memory of the node that reads them and of most of the workers. Nil
+    /// when the workers are all on one node or unpinned: nothing to choose, and memory and threads stay as the
+    /// kernel places them.
+    public static func pipelineHome(_ placements: [WorkerPlacement]?) -> WorkerPlacement? {
+        guard let placements else { return nil }
+        let pinned = placements.filter { !$0.cpus.isEmpty }
+        let nodes = Set(pinned.map(\.node))
+        guard nodes.count > 1 else { return nil }
+        let counts = Dictionary(pinned.map { ($0.node, 1) }, uniquingKeysWith: +)
+        let home = nodes.sorted().max { counts[$0]! < counts[$1]! || (counts[$0]! == counts[$1]! && $0 > $1) }!
+        return pinned.first { $0.node == home }
     }
 }

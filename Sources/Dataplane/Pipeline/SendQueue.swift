@@ -56,9 +56,10 @@ final class SendQueueing: @unchecked Sendable {  // the reader owns the queues; 
     /// The inner flow hash of each queued slot (for --flowlabel).
     let hashes: UnsafeMutablePointer<UInt32>
 
-    init(peers: Int, slots: Int, slotSize: Int, parameters: FQCoDelParameters, budget: Int, now: UInt64) {
+    init(peers: Int, slots: Int, slotSize: Int, parameters: FQCoDelParameters, budget: Int, now: UInt64,
+         node: Int? = nil) {
         sojournWindow = SojournWindow(now: now)
-        slab = PacketSlab(slotSize: slotSize, slotCount: slots)
+        slab = PacketSlab(slotSize: slotSize, slotCount: slots, node: node)
         fq = FQCoDelShared(handleCapacity: slots, parameters: parameters)
         queues = Array(repeating: nil, count: peers)
         isActive = Array(repeating: false, count: peers)

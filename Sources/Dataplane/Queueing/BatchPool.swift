@@ -13,9 +13,9 @@ public final class BatchPool: @unchecked Sendable {  // the free list is a lock-
     private let closed = Atomic<Bool>(false)
 
     /// `batches` batches of `buffersPerBatch` buffers of `bufferSize` bytes, each batch with room for
-    /// `packetsPerBatch` packets.
-    public init(batches: Int, buffersPerBatch: Int, bufferSize: Int, packetsPerBatch: Int) {
-        slab = PacketSlab(slotSize: bufferSize, slotCount: batches * buffersPerBatch)
+    /// `packetsPerBatch` packets; the buffers on NUMA node `node` if given.
+    public init(batches: Int, buffersPerBatch: Int, bufferSize: Int, packetsPerBatch: Int, node: Int? = nil) {
+        slab = PacketSlab(slotSize: bufferSize, slotCount: batches * buffersPerBatch, node: node)
         maxPacketsPerBatch = packetsPerBatch
         free = MPMCRing(capacity: batches, placeholder: nil)
         for b in 0..<batches {

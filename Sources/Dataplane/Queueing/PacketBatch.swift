@@ -2,20 +2,27 @@
 import Crypto
 import Synchronization
 
-/// One contiguous allocation of `slotCount` buffers of `slotSize` bytes, 64-byte aligned.
+/// One contiguous allocation of `slotCount` buffers of `slotSize` bytes, 64-byte aligned; on NUMA node `node`
+/// if one is given (Placement.allocate: page-aligned, bound to the node).
 public final class PacketSlab: @unchecked Sendable {  // the memory is partitioned: each slot is owned by one batch
     public let slotSize: Int
     public let slotCount: Int
     public let base: UnsafeMutableRawPointer
+    /// The node the memory is bound to, or nil (the kernel's default placement).
+    public let node: Int?
 
-    public init(slotSize: Int, slotCount: Int) {
+    public init(slotSize: Int, slotCount: Int, node: Int? = nil) {
         self.slotSize = (slotSize + 63) & ~63
         self.slotCount = slotCount
-        base = .allocate(byteCount: self.slotSize * slotCount, alignment: 64)
-        base.initializeMemory(as: UInt8.self, repeating: 0, count: self.slotSize * slotCount)
+        self.node = node
+        let bytes = self.slotSize * slotCount
+        base = node.map { Placement.allocate(bytes: bytes, node: $0) } ?? .allocate(byteCount: bytes, alignment: 64)
+        base.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
     }
 
-    deinit { base.deallocate() }
+    deinit {
+        if let node { Placement.free(base, bytes: slotSize * slotCount, node: node) } else { base.deallocate() }
+    }
 
     @inline(__always) public func slot(_ i: Int) -> UnsafeMutableRawPointer { base + i * slotSize }
 }
