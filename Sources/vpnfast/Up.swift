@@ -23,7 +23,7 @@ struct Up: ParsableCommand {
     @Option(name: .long, help: "Interface name (default: the config file's name without .conf).")
     var interface: String?
 
-    @Option(name: .long, help: "Crypto worker threads (default: the number of online CPUs).")
+    @Option(name: .long, help: "Crypto worker threads (default: the number of online CPUs), spread over the NUMA nodes in proportion to their CPUs and pinned to their node.")
     var threads: Int?
 
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
