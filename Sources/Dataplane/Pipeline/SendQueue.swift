@@ -262,11 +262,7 @@ extension Device {
             settle(q, peer, queue, marks: marks)  // (CoDel may drop on the way even when nothing is sparse)
             if queue.queuedPackets == 0 {
                 // Emptied: off the active list here (the bulk round would find it empty and do the same).
-                q.isActive[Int(peerID)] = false
-                q.active.remove(at: q.expressCursor)
-                if q.cursor > q.expressCursor { q.cursor -= 1 }
-                _ = queue.releaseIfIdle(now: now)
-                publishGauges(peer, queue)
+                retire(q, at: q.expressCursor, peer, queue, now: now)
             } else {
                 q.expressCursor += 1
             }
@@ -306,6 +302,18 @@ extension Device {
                         now: now)
         batch.handles[batch.count] = h
         batch.count += 1
+    }
+
+    /// Takes an emptied peer off the active list (entry `index`), keeping both round-robin cursors on the peer
+    /// they pointed at, and lets its queue give its flow table back if it has idled long enough.
+    @inline(__always)
+    func retire(_ q: SendQueueing, at index: Int, _ peer: Peer, _ queue: PeerQueue, now: UInt64) {
+        q.isActive[Int(q.active[index])] = false
+        q.active.remove(at: index)
+        if q.cursor > index { q.cursor -= 1 }
+        if q.expressCursor > index { q.expressCursor -= 1 }
+        _ = queue.releaseIfIdle(now: now)
+        publishGauges(peer, queue)
     }
 
     /// After taking from a peer's queue: counts its CE marks and CoDel drops and frees the dropped slots.
@@ -351,11 +359,7 @@ extension Device {
                 }
                 settle(q, peer, queue, marks: marks)
                 if queue.queuedPackets == 0 {
-                    q.isActive[Int(peerID)] = false
-                    q.active.remove(at: q.cursor)
-                    if q.expressCursor > q.cursor { q.expressCursor -= 1 }
-                    _ = queue.releaseIfIdle(now: now)
-                    publishGauges(peer, queue)
+                    retire(q, at: q.cursor, peer, queue, now: now)
                 } else {
                     q.cursor += 1
                 }
