@@ -12,8 +12,19 @@ public protocol TunInterface: AnyObject, Sendable {
               lengths: UnsafeMutablePointer<UInt32>, count: Int, timeoutMs: Int32) throws -> Int
     /// Writes `count` packets. Returns how many were written; a packet the kernel refuses is skipped, not retried.
     func write(_ buffers: UnsafePointer<UnsafeMutableRawPointer>, lengths: UnsafePointer<UInt32>, count: Int) -> Int
+    /// As `write`, but callable from a thread other than the usual writer while that one is idle: never through
+    /// state tied to the writing thread (an io_uring ring has a single issuer).
+    func writeDirect(_ buffers: UnsafePointer<UnsafeMutableRawPointer>, lengths: UnsafePointer<UInt32>,
+                     count: Int) -> Int
     func wake()
     func close()
+}
+
+extension TunInterface {
+    public func writeDirect(_ buffers: UnsafePointer<UnsafeMutableRawPointer>, lengths: UnsafePointer<UInt32>,
+                            count: Int) -> Int {
+        write(buffers, lengths: lengths, count: count)
+    }
 }
 
 /// A UDP socket for all peers.

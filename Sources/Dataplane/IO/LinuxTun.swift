@@ -201,6 +201,17 @@ public final class LinuxTun: TunInterface, @unchecked Sendable {  // fds are fix
 
     public func write(_ buffers: UnsafePointer<UnsafeMutableRawPointer>, lengths: UnsafePointer<UInt32>,
                       count: Int) -> Int {
+        writePackets(buffers, lengths: lengths, count: count, ring: ring)
+    }
+
+    /// Without the ring (its single issuer is the tun-writer): the udp-reader's writes while the tun-writer idles.
+    public func writeDirect(_ buffers: UnsafePointer<UnsafeMutableRawPointer>, lengths: UnsafePointer<UInt32>,
+                            count: Int) -> Int {
+        writePackets(buffers, lengths: lengths, count: count, ring: nil)
+    }
+
+    private func writePackets(_ buffers: UnsafePointer<UnsafeMutableRawPointer>, lengths: UnsafePointer<UInt32>,
+                              count: Int, ring: TunRing?) -> Int {
         if !vnet {
             if let ring { return writePlainRing(ring, buffers, lengths: lengths, count: count) }
             var written = 0

@@ -108,7 +108,14 @@ public final class Device: @unchecked Sendable {  // configuration is fixed afte
     let cryptoQueue: CryptoQueue
     /// Packets per crypto job: small enough that every worker gets a share of a large batch.
     static let cryptoChunk = 32
+    /// Run to completion: an I/O thread that finds its direction's pipeline idle seals or opens a batch itself
+    /// when it is at most this many packets and bytes (a few tens of microseconds of crypto: paced and
+    /// interactive traffic). Anything larger, such as the segments of a TCP super-packet, goes to the workers.
+    static let inlineMaxPackets = 64
+    static let inlineMaxBytes = 48 << 10
     let sendQueue: BatchQueue
+    /// --no-aqm: batches the tun-reader has handed on that the udp-writer has not yet sent.
+    let fifoInFlight = Atomic<Int>(0)
     let receiveQueue: BatchQueue
     let control: ControlQueue
     var threads: [PipelineThread] = []
@@ -188,9 +195,10 @@ public final class Device: @unchecked Sendable {  // configuration is fixed afte
         receivePool = BatchPool(batches: perMessage > 1 ? max(4, n / 2) : n, buffersPerBatch: messages,
                                 bufferSize: max(bind.receiveBufferSize, slotSize),
                                 packetsPerBatch: messages * perMessage, node: home)
-        // As much as the workers that run at once can keep busy with (as on the send side), but at least half a batch.
+        // Enough for the workers that run at once to have two batches each, read in at least four receive calls
+        // (ReceiveBudget.swift).
         receiveBudget = ReceiveBudget(limit: max(messages * perMessage / 2,
-                                                 max(2, activeWorkers) * 2 * PacketBatch.capacity))
+                                                 max(2, activeWorkers) * 4 * PacketBatch.capacity))
         let maxChunks = (messages * perMessage + Device.cryptoChunk - 1) / Device.cryptoChunk
         cryptoQueue = CryptoQueue(capacity: n * (PacketBatch.capacity / Device.cryptoChunk + maxChunks + 2),
                                   workers: max(1, config.threads), maxActive: cpus)

@@ -13,13 +13,15 @@ extension Device {
         var controlMessages: [([UInt8], Endpoint)] = []
         controlMessages.reserveCapacity(PacketBatch.capacity)
         let perMessage = max(1, bind.datagramsPerMessage)
+        let inlineContext = AEADContext(config.aead)
+        let inlineScratch = DeliveryScratch(capacity: receivePool.maxPacketsPerBatch)
         while isRunning {
             // Read only what the in-flight budget allows; beyond it, datagrams wait in the socket buffer.
             let room = receiveBudget.wait(atLeast: perMessage, nanoseconds: 100_000_000)
             if room < perMessage { continue }
             guard let batch = receivePool.take() else { break }
             batch.work = .decrypt
-            let messages = min(batch.bufferCount, room / perMessage)
+            let messages = min(batch.bufferCount, min(room, receiveBudget.readLimit) / perMessage)
             let n: Int
             var truncated = 0
             do {
@@ -42,6 +44,16 @@ extension Device {
             }
             controlMessages.removeAll(keepingCapacity: true)
             if live == 0 {
+                receivePool.give(batch)
+                continue
+            }
+            // Run to completion: a small batch that finds nothing else on its way to the TUN (so the tun-writer
+            // holds no batch) is opened and written by this thread, without waking a worker and the tun-writer.
+            if batch.count <= Device.inlineMaxPackets && receiveBudget.isIdle
+                && batch.bytes(in: batch.lengths) <= Device.inlineMaxBytes {
+                inlineContext.open(UnsafeMutableBufferPointer(start: batch.items, count: batch.count))
+                deliver(batch, inlineScratch, direct: true)
+                counters.add(.rxInlinePackets, UInt64(live))
                 receivePool.give(batch)
                 continue
             }
@@ -95,75 +107,84 @@ extension Device {
     }
 
     func tunWriterLoop() {
-        let cap = receivePool.maxPacketsPerBatch
-        var authenticated = [Int](repeating: 0, count: cap)
-        var dataPackets = [Int](repeating: 0, count: cap)
-        var bytes = [UInt64](repeating: 0, count: cap)
-        var lastSource = [Int](repeating: 0, count: cap)
+        let scratch = DeliveryScratch(capacity: receivePool.maxPacketsPerBatch)
         while let batch = receiveQueue.popCrypted() {
-            for s in 0..<batch.keypairs.count { authenticated[s] = 0; dataPackets[s] = 0; bytes[s] = 0 }
-            let now = clock.now()
-            prepareReceiveCoDel(batch)
-            var m = 0
-            for i in 0..<batch.count where batch.keypairSlot[i] != PacketBatch.dropped {
-                let slot = Int(batch.keypairSlot[i])
-                let keypair = batch.keypairs[slot]
-                let item = batch.items[i]
-                let stats = peers[Int(keypair.peerID)].stats
-                guard item.ok else { counters.add(.rxDropBadMac); stats.add(.rxDropBadMac); continue }
-                guard keypair.replay.check(item.counter) else { counters.add(.rxDropReplay); stats.add(.rxDropReplay); continue }
-                authenticated[slot] += 1
-                lastSource[slot] = i
-                bytes[slot] += UInt64(batch.lengths[i])
-                let length = Int(item.length)
-                if length == 0 {
-                    counters.add(.rxKeepalives)
-                    continue
-                }
-                dataPackets[slot] += 1
-                let p = batch.packets[i] + MessageLayout.transportHeaderSize
-                guard let (inner, source) = innerPacket(p, length) else { counters.add(.rxDropBadInner); continue }
-                guard allowedIPs.lookup(source) == keypair.peerID else {
-                    counters.add(.rxDropDisallowedSource)
-                    continue
-                }
-                // RFC 6040 decapsulation: combine the outer ECN into the inner header (or drop).
-                let outer = batch.tos[i] & 0x03
-                if outer != 0 {
-                    if outer == ECNCodepoint.ce.rawValue { counters.add(.rxOuterCe); stats.add(.rxOuterCe) }
-                    switch ECN.decapsulate(packet: p, length: inner, outerTOS: batch.tos[i]) {
-                    case .drop:
-                        counters.add(.rxDropEcnNotEctCe); stats.add(.rxDropEcnNotEctCe)
-                        noteECNAnomaly(.dangerous, stats: stats, now: now)
-                        continue
-                    case .forward(_, let anomaly?):
-                        noteECNAnomaly(anomaly, stats: stats, now: now)
-                    case .forward(_, nil):
-                        break
-                    }
-                }
-                guard receiveCoDel(batch, i, peer: keypair.peerID, packet: p, length: inner, now: now) else {
-                    continue
-                }
-                batch.ioPointers[m] = p
-                batch.ioLengths[m] = UInt32(inner)
-                m += 1
-            }
-            var total: UInt64 = 0
-            for (s, keypair) in batch.keypairs.enumerated() where authenticated[s] > 0 {
-                total += bytes[s]
-                peers[Int(keypair.peerID)].stats.add(.rxPackets, UInt64(dataPackets[s]))
-                received(on: keypair, from: batch.endpoints[lastSource[s]], data: dataPackets[s] > 0,
-                         bytes: bytes[s], now: now)
-            }
-            counters.add(.rxBytes, total)
-            let written = m > 0 ? tun.write(batch.ioPointers, lengths: batch.ioLengths, count: m) : 0
-            counters.add(.rxPackets, UInt64(written))
-            counters.add(.rxDropTunWrite, UInt64(m - written))
+            deliver(batch, scratch, direct: false)
             let done = batch.count
             receivePool.give(batch)
             receiveBudget.release(done)
         }
+    }
+
+    /// The tun-writer's work for an opened batch, and the udp-reader's for one it opened itself (`direct`: write
+    /// to the TUN without the tun-writer's own ring): per packet the replay window, inner header, source address,
+    /// RFC 6040 decapsulation and receive CoDel, then the per-peer events and one write of what is left.
+    func deliver(_ batch: PacketBatch, _ scratch: DeliveryScratch, direct: Bool) {
+        let authenticated = scratch.authenticated, dataPackets = scratch.dataPackets
+        let bytes = scratch.bytes, lastSource = scratch.lastSource
+        for s in 0..<batch.keypairs.count { authenticated[s] = 0; dataPackets[s] = 0; bytes[s] = 0 }
+        let now = clock.now()
+        prepareReceiveCoDel(batch)
+        var m = 0
+        for i in 0..<batch.count where batch.keypairSlot[i] != PacketBatch.dropped {
+            let slot = Int(batch.keypairSlot[i])
+            let keypair = batch.keypairs[slot]
+            let item = batch.items[i]
+            let stats = peers[Int(keypair.peerID)].stats
+            guard item.ok else { counters.add(.rxDropBadMac); stats.add(.rxDropBadMac); continue }
+            guard keypair.replay.check(item.counter) else { counters.add(.rxDropReplay); stats.add(.rxDropReplay); continue }
+            authenticated[slot] += 1
+            lastSource[slot] = i
+            bytes[slot] += UInt64(batch.lengths[i])
+            let length = Int(item.length)
+            if length == 0 {
+                counters.add(.rxKeepalives)
+                continue
+            }
+            dataPackets[slot] += 1
+            let p = batch.packets[i] + MessageLayout.transportHeaderSize
+            guard let (inner, source) = innerPacket(p, length) else { counters.add(.rxDropBadInner); continue }
+            guard allowedIPs.lookup(source) == keypair.peerID else {
+                counters.add(.rxDropDisallowedSource)
+                continue
+            }
+            // RFC 6040 decapsulation: combine the outer ECN into the inner header (or drop).
+            let outer = batch.tos[i] & 0x03
+            if outer != 0 {
+                if outer == ECNCodepoint.ce.rawValue { counters.add(.rxOuterCe); stats.add(.rxOuterCe) }
+                switch ECN.decapsulate(packet: p, length: inner, outerTOS: batch.tos[i]) {
+                case .drop:
+                    counters.add(.rxDropEcnNotEctCe); stats.add(.rxDropEcnNotEctCe)
+                    noteECNAnomaly(.dangerous, stats: stats, now: now)
+                    continue
+                case .forward(_, let anomaly?):
+                    noteECNAnomaly(anomaly, stats: stats, now: now)
+                case .forward(_, nil):
+                    break
+                }
+            }
+            guard receiveCoDel(batch, i, peer: keypair.peerID, packet: p, length: inner, now: now) else {
+                continue
+            }
+            batch.ioPointers[m] = p
+            batch.ioLengths[m] = UInt32(inner)
+            m += 1
+        }
+        var total: UInt64 = 0
+        for (s, keypair) in batch.keypairs.enumerated() where authenticated[s] > 0 {
+            total += bytes[s]
+            peers[Int(keypair.peerID)].stats.add(.rxPackets, UInt64(dataPackets[s]))
+            received(on: keypair, from: batch.endpoints[lastSource[s]], data: dataPackets[s] > 0,
+                     bytes: bytes[s], now: now)
+        }
+        counters.add(.rxBytes, total)
+        var written = 0
+        if m > 0 {
+            written = direct ? tun.writeDirect(batch.ioPointers, lengths: batch.ioLengths, count: m)
+                : tun.write(batch.ioPointers, lengths: batch.ioLengths, count: m)
+        }
+        counters.add(.rxPackets, UInt64(written))
+        counters.add(.rxDropTunWrite, UInt64(m - written))
     }
 
     /// Validates the inner IP header of a decrypted packet: returns its true length (padding trimmed) and
@@ -238,4 +259,23 @@ extension Device {
             logger.warning("ECN decapsulation anomalies (RFC 6040): \(counters[.ecnAnomalyDangerous]) currently-unused (!!!), \(counters[.ecnAnomalyPossiblyDangerous]) possibly dangerous (!) combinations so far; the outer ECN field is being altered on the path")
         }
     }
+}
+
+/// Per-keypair sums of one delivered batch (a batch's keypairs are numbered from 0), preallocated by the thread
+/// that delivers.
+final class DeliveryScratch {
+    let authenticated: UnsafeMutablePointer<Int>
+    let dataPackets: UnsafeMutablePointer<Int>
+    let bytes: UnsafeMutablePointer<UInt64>
+    let lastSource: UnsafeMutablePointer<Int>
+
+    init(capacity: Int) {
+        let n = max(1, capacity)
+        authenticated = .allocate(capacity: n); authenticated.initialize(repeating: 0, count: n)
+        dataPackets = .allocate(capacity: n); dataPackets.initialize(repeating: 0, count: n)
+        bytes = .allocate(capacity: n); bytes.initialize(repeating: 0, count: n)
+        lastSource = .allocate(capacity: n); lastSource.initialize(repeating: 0, count: n)
+    }
+
+    deinit { authenticated.deallocate(); dataPackets.deallocate(); bytes.deallocate(); lastSource.deallocate() }
 }

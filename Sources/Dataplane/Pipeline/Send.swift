@@ -17,6 +17,8 @@ extension Device {
     func tunReaderLoop() {
         let headroom = Device.headroom
         let capacity = sendPool.slab.slotSize - headroom - MessageLayout.tagSize - MessageLayout.paddingMultiple
+        let inlineContext = AEADContext(config.aead)
+        var tally = SendTally(capacity: sendPool.maxPacketsPerBatch)
         while isRunning {
             // --rate: read only once the bucket is out of debt (the queue waits in the TUN meanwhile).
             if let shaper { waitOutDebt(shaper) }
@@ -38,6 +40,17 @@ extension Device {
                 continue
             }
             if let shaper { charge(shaper, batch) }
+            // Run to completion (as SendQueue.swift's scheduleInline): a small batch that finds no batch in
+            // flight is sealed and sent here.
+            if n <= Device.inlineMaxPackets && fifoInFlight.load(ordering: .acquiring) == 0
+                && batch.bytes(in: batch.innerLengths) <= Device.inlineMaxBytes {
+                counters.add(.txInlinePackets, UInt64(n))
+                inlineContext.seal(UnsafeMutableBufferPointer(start: batch.items, count: n))
+                transmit(batch, tally: &tally)
+                sendPool.give(batch)
+                continue
+            }
+            fifoInFlight.add(1, ordering: .relaxed)
             sendQueue.push(batch)
             cryptoQueue.push(batch, chunk: Device.cryptoChunk)
         }
@@ -112,7 +125,7 @@ extension Device {
         var tally = SendTally(capacity: sendPool.maxPacketsPerBatch)
         while let batch = sendQueue.popCrypted() {
             transmit(batch, tally: &tally)
-            if let q = sendQueueing { returnSlots(q, batch) }
+            if let q = sendQueueing { returnSlots(q, batch) } else { fifoInFlight.subtract(1, ordering: .releasing) }
             sendPool.give(batch)
         }
     }

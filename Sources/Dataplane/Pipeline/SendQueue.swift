@@ -140,6 +140,7 @@ extension Device {
                 q.waiting.store(false, ordering: .relaxed)
             }
             if n > 0 { enqueueRead(q, n) }
+            scheduleInline(q, context: expressContext, tally: &tally)
             scheduleExpress(q, context: expressContext, tally: &tally)
             schedule(q)
             for peerID in q.active { publishGauges(peers[Int(peerID)], q.queues[Int(peerID)]!) }
@@ -338,33 +339,7 @@ extension Device {
             batch.work = .encrypt
             let now = clock.now()
             let stamp = q.dispatched &+ 1
-            var scanned = 0
-            // Round-robin over active peers, a bounded share each, until the batch is full or all are empty.
-            while batch.count < batch.capacity && !q.active.isEmpty && scanned < q.active.count * 2
-                    && shaper?.ready(now: now) ?? true {
-                if q.cursor >= q.active.count { q.cursor = 0 }
-                let peerID = q.active[q.cursor]
-                let peer = peers[Int(peerID)]
-                let queue = q.queues[Int(peerID)]!
-                let (keypair, endpoint) = peer.lock.withLock { (peer.sendingKeypair(now: now), peer.endpoint) }
-                var taken = 0
-                var marks: UInt64 = 0
-                queue.dispatchStamp = stamp
-                let sojourns = peer.stats.sojournBuckets()
-                while taken < 64 && batch.count < batch.capacity && shaper?.ready(now: now) ?? true,
-                      let d = queue.dequeue(now: now, dropped: &q.dropped) {
-                    taken += 1
-                    take(d, into: batch, q, peer: peer, keypair: keypair, endpoint: endpoint, sojourns: sojourns,
-                         marks: &marks, now: now)
-                }
-                settle(q, peer, queue, marks: marks)
-                if queue.queuedPackets == 0 {
-                    retire(q, at: q.cursor, peer, queue, now: now)
-                } else {
-                    q.cursor += 1
-                }
-                scanned += 1
-            }
+            fill(batch, q, upTo: batch.capacity, stamp: stamp, now: now)
             if batch.count == 0 {
                 sendPool.give(batch)
                 continue
@@ -376,6 +351,66 @@ extension Device {
             // the workers take it ahead of bulk jobs, as on the receive side. It is still sent in order.
             cryptoQueue.push(batch, chunk: Device.cryptoChunk, urgent: batch.count <= Device.cryptoChunk)
         }
+    }
+
+    /// Dequeues into `batch` (up to `limit` packets) round-robin over the active peers, a bounded share each,
+    /// until it is full or all are empty. `stamp`: the bulk dispatch number for the flows served (nil: the batch
+    /// is sent before the tun-reader goes on, so no flow needs a newer one).
+    @inline(__always)
+    func fill(_ batch: PacketBatch, _ q: SendQueueing, upTo limit: Int, stamp: UInt32?, now: UInt64) {
+        var scanned = 0
+        while batch.count < limit && !q.active.isEmpty && scanned < q.active.count * 2
+                && shaper?.ready(now: now) ?? true {
+            if q.cursor >= q.active.count { q.cursor = 0 }
+            let peerID = q.active[q.cursor]
+            let peer = peers[Int(peerID)]
+            let queue = q.queues[Int(peerID)]!
+            let (keypair, endpoint) = peer.lock.withLock { (peer.sendingKeypair(now: now), peer.endpoint) }
+            var taken = 0
+            var marks: UInt64 = 0
+            if let stamp { queue.dispatchStamp = stamp }
+            let sojourns = peer.stats.sojournBuckets()
+            while taken < 64 && batch.count < limit && shaper?.ready(now: now) ?? true,
+                  let d = queue.dequeue(now: now, dropped: &q.dropped) {
+                taken += 1
+                take(d, into: batch, q, peer: peer, keypair: keypair, endpoint: endpoint, sojourns: sojourns,
+                     marks: &marks, now: now)
+            }
+            settle(q, peer, queue, marks: marks)
+            if queue.queuedPackets == 0 {
+                retire(q, at: q.cursor, peer, queue, now: now)
+            } else {
+                q.cursor += 1
+            }
+            scanned += 1
+        }
+    }
+
+    /// Run to completion: with nothing in flight and at most `inlineMax` packets queued (a ping, a request, a
+    /// paced flow between bursts), the tun-reader seals and sends them itself, in fq_codel's order, instead of
+    /// waking a crypto worker and then the udp-writer for a few packets. Nothing in flight means the udp-writer
+    /// has sent every earlier batch, so no packet overtakes another.
+    func scheduleInline(_ q: SendQueueing, context: AEADContext, tally: inout SendTally) {
+        guard !q.active.isEmpty, q.inFlight.load(ordering: .acquiring) == 0 else { return }
+        var packets = 0
+        var bytes: UInt64 = 0
+        for peerID in q.active {
+            let queue = q.queues[Int(peerID)]!
+            packets += queue.queuedPackets
+            bytes += queue.queuedBytes
+            if packets > Device.inlineMaxPackets || bytes > UInt64(Device.inlineMaxBytes) { return }
+        }
+        let now = clock.now()
+        guard shaper?.ready(now: now) ?? true, let batch = sendPool.tryTake() else { return }
+        batch.work = .encrypt
+        fill(batch, q, upTo: batch.capacity, stamp: nil, now: now)
+        if batch.count > 0 {
+            counters.add(.txInlinePackets, UInt64(batch.count))
+            context.seal(UnsafeMutableBufferPointer(start: batch.items, count: batch.count))
+            transmit(batch, tally: &tally)
+            for i in 0..<batch.count { q.freeSlots.append(batch.handles[i]) }
+        }
+        sendPool.give(batch)
     }
 
     /// Fills packet i of a send batch whose inner packet sits at slot + headroom.

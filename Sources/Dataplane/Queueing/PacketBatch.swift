@@ -108,6 +108,13 @@ public final class PacketBatch: @unchecked Sendable {  // ownership passes betwe
         ioLengths.deallocate()
     }
 
+    /// The bytes of the first `count` entries of `lengths` (or `innerLengths`).
+    @inline(__always) public func bytes(in lengths: UnsafeMutablePointer<UInt32>) -> Int {
+        var total = 0
+        for i in 0..<count { total += Int(lengths[i]) }
+        return total
+    }
+
     /// Returns the batch-local slot for `keypair`, adding it if new (one retain per distinct keypair per batch).
     @inline(__always) public func slot(for keypair: Keypair) -> UInt16 {
         if let last = keypairs.last, last === keypair { return UInt16(keypairs.count - 1) }
