@@ -3,9 +3,11 @@
 // Threads (each a plain pthread):
 //   tun-reader  read TUN batches → route → assign nonces (serial) → crypto queue + send queue   (Send.swift)
 //               (with fq_codel: enqueue, dequeue; seals and sends sparse flows itself       (SendQueue.swift))
+//               (a small batch with nothing in flight: seals and sends it itself, "run to completion")
 //   crypto-N    seal or open whole batches in place                                           (Workers.swift)
 //   udp-writer  take send batches in order once sealed → sendmmsg → timer events               (Send.swift)
 //   udp-reader  recvmmsg batches → handshake messages to control, transport to crypto + recv queue (Receive.swift)
+//               (a small batch with nothing in flight: opens and delivers it itself, as the tun-writer would)
 //   tun-writer  take receive batches in order once opened → replay check → source check → TUN   (Receive.swift)
 //   control     handshakes, cookies, timers, keepalives, staged packets                          (Control.swift)
 import Crypto

@@ -6,6 +6,11 @@
 //   tun-writer: wait for the oldest batch to be opened → per packet: replay window (only after the AEAD opened),
 //               inner IP header and length check, source address must belong to the sending peer → write to the
 //               TUN → per-peer events: session confirmation, roaming, timers, key freshness.
+// Run to completion: a batch of at most Device.inlineMaxPackets / inlineMaxBytes that finds the receive budget
+// empty (nothing read is still on its way, so the tun-writer holds no batch and no earlier packet can be
+// overtaken) is opened by the udp-reader with its own AEAD context and delivered by it, as the tun-writer would,
+// writing to the TUN without the tun-writer's io_uring ring (single issuer). Light traffic thus costs no thread
+// wake-ups; bulk keeps the parallel path.
 import Crypto
 
 extension Device {

@@ -5,6 +5,8 @@
 //               crypto queue (parallel sealing).
 //   crypto-N:   seal (Workers.swift).
 //   udp-writer: wait for the oldest batch to be sealed → one sendmmsg → per-peer timer events and key freshness.
+// Run to completion (both paths): a small batch that finds no batch in flight is sealed and sent by the
+// tun-reader itself (see SendQueue.swift's scheduleInline); earlier packets are all out, so none is overtaken.
 import Crypto
 
 extension Device {
