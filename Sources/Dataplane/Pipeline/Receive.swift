@@ -26,7 +26,7 @@ extension Device {
             if room < perMessage { continue }
             guard let batch = receivePool.take() else { break }
             batch.work = .decrypt
-            let messages = min(batch.bufferCount, min(room, receiveBudget.readLimit) / perMessage)
+            let messages = min(batch.bufferCount, max(1, min(room, receiveBudget.readLimit) / perMessage))
             let n: Int
             var truncated = 0
             do {
