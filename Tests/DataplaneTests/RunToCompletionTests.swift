@@ -11,8 +11,9 @@ final class RunToCompletionTests: XCTestCase {
     private static func packet(seq: Int, size: Int) -> [UInt8] {
         var payload = [UInt8](repeating: UInt8(truncatingIfNeeded: seq), count: max(size, 4))
         for i in 0..<4 { payload[i] = UInt8(truncatingIfNeeded: seq >> (24 - 8 * i)) }
+        // ECT(0): should fq_codel see a standing queue on a loaded machine, it marks instead of dropping.
         return PacketBuilder.ipv4UDP(src: DevicePair.innerA, dst: DevicePair.innerB, srcPort: 40000, dstPort: 1000,
-                                     payload: payload)
+                                     payload: payload, tos: 0x02)
     }
 
     private static func seq(_ p: [UInt8]) -> Int {
@@ -23,12 +24,21 @@ final class RunToCompletionTests: XCTestCase {
     /// 100 or more (100 kB, over the inline byte limit) go through the workers.
     private static let bursts = [1, 1, 3, 150, 1, 2, 1, 400, 1, 10, 1, 64, 100, 1, 5, 1, 250, 2, 1, 1, 30, 128, 1]
 
-    private func run(aqm: Bool) throws {
+    /// Starts the tunnel with one packet A→B and waits until B has counted it: the counters move just after a
+    /// packet reaches the TUN.
+    private func started(aqm: Bool = true) throws -> DevicePair {
         let pair = try DevicePair(threads: 2, aqm: aqm)
         pair.start()
-        defer { pair.stop() }
         pair.tunA.inject([DevicePair.packet(0)])
         XCTAssertEqual(pair.tunB.collect(atLeast: 1), [DevicePair.packet(0)])
+        XCTAssertTrue(waitUntil { pair.b.counters[.rxPackets] == 1 })
+        usleep(50_000)
+        return pair
+    }
+
+    private func run(aqm: Bool) throws {
+        let pair = try started(aqm: aqm)
+        defer { pair.stop() }
         let before = (txInline: pair.a.counters[.txInlinePackets], tx: pair.a.counters[.txPackets],
                       rxInline: pair.b.counters[.rxInlinePackets], rx: pair.b.counters[.rxPackets])
 
@@ -55,6 +65,8 @@ final class RunToCompletionTests: XCTestCase {
         }
         XCTAssertEqual(outOfOrder, 0, "the flow's packets were reordered")
 
+        XCTAssertTrue(waitUntil { pair.b.counters[.rxPackets] - before.rx == UInt64(seq) }, "packets not counted")
+        usleep(50_000)
         let txInline = pair.a.counters[.txInlinePackets] - before.txInline
         let tx = pair.a.counters[.txPackets] - before.tx
         let rxInline = pair.b.counters[.rxInlinePackets] - before.rxInline
@@ -73,11 +85,8 @@ final class RunToCompletionTests: XCTestCase {
     /// Light traffic (one packet at a time, each answered before the next) never wakes a worker: every packet
     /// is sealed by the tun-reader and opened by the udp-reader.
     func testPingPongRunsToCompletion() throws {
-        let pair = try DevicePair(threads: 2)
-        pair.start()
+        let pair = try started()
         defer { pair.stop() }
-        pair.tunA.inject([DevicePair.packet(0)])
-        XCTAssertEqual(pair.tunB.collect(atLeast: 1), [DevicePair.packet(0)])
         let before = (pair.a.counters[.txInlinePackets], pair.b.counters[.rxInlinePackets],
                       pair.b.counters[.txInlinePackets], pair.a.counters[.rxInlinePackets])
         for n in 1...20 {
@@ -86,6 +95,8 @@ final class RunToCompletionTests: XCTestCase {
             pair.tunB.inject([DevicePair.packet(n, fromA: false)])
             XCTAssertEqual(pair.tunA.collect(atLeast: 1), [DevicePair.packet(n, fromA: false)])
         }
+        XCTAssertTrue(waitUntil { pair.a.counters[.rxPackets] == 20 })
+        usleep(50_000)
         XCTAssertEqual(pair.a.counters[.txInlinePackets] - before.0, 20)
         XCTAssertEqual(pair.b.counters[.rxInlinePackets] - before.1, 20)
         XCTAssertEqual(pair.b.counters[.txInlinePackets] - before.2, 20)

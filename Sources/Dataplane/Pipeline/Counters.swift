@@ -25,8 +25,9 @@ public enum Counter: Int, CaseIterable, Sendable {
     /// Packets of sparse flows sent through the send path's express lane, sealed and sent by the tun-reader
     /// (SendQueue.swift).
     case txExpressPackets
-    /// Packets sealed and sent by the tun-reader, or opened and written by the udp-reader, because the batch was
-    /// small and found its direction's pipeline idle (run to completion, no worker or writer woken).
+    /// Packets sealed and handed to the socket by the tun-reader, and transport messages opened by the udp-reader
+    /// (each then delivered or dropped and counted as usual), because the batch was small and found its
+    /// direction's pipeline idle (run to completion, no worker or writer woken).
     case txInlinePackets, rxInlinePackets
 
     /// The name used in logs and `show` output, e.g. rx_drop_bad_mac.

@@ -197,8 +197,7 @@ public final class Device: @unchecked Sendable {  // configuration is fixed afte
         receivePool = BatchPool(batches: perMessage > 1 ? max(4, n / 2) : n, buffersPerBatch: messages,
                                 bufferSize: max(bind.receiveBufferSize, slotSize),
                                 packetsPerBatch: messages * perMessage, node: home)
-        // Enough for the workers that run at once to have two batches each, read in at least four receive calls
-        // (ReceiveBudget.swift).
+        // Four batches' worth per worker that runs at once, read in at least four receive calls (ReceiveBudget.swift).
         receiveBudget = ReceiveBudget(limit: max(messages * perMessage / 2,
                                                  max(2, activeWorkers) * 4 * PacketBatch.capacity))
         let maxChunks = (messages * perMessage + Device.cryptoChunk - 1) / Device.cryptoChunk

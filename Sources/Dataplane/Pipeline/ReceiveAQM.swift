@@ -14,8 +14,9 @@
 //   batch (another batch waiting for the tun-writer, or a receive that filled its slots).
 // Off with --no-aqm. Each peer's state is allocated on its first judged packet, so idle peers cost one pointer.
 
-/// Per-peer receive CoDel states, owned by the tun-writer thread.
-final class ReceiveAQM: @unchecked Sendable {  // the states are only read and written by the one tun-writer thread
+/// Per-peer receive CoDel states, owned by whichever thread delivers: the tun-writer, or the udp-reader while
+/// the receive budget is empty (then the tun-writer holds no batch; the budget's release/load hands them over).
+final class ReceiveAQM: @unchecked Sendable {  // the states are used by one delivering thread at a time (see above)
     let params: CoDelParameters
     let peerCount: Int
     private let states: UnsafeMutablePointer<UnsafeMutablePointer<ReceiveCoDel>?>

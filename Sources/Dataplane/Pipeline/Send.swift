@@ -37,16 +37,17 @@ extension Device {
                 break
             }
             batch.count = n
-            if n == 0 || route(batch) == 0 {
+            let live = n == 0 ? 0 : route(batch)
+            if live == 0 {
                 sendPool.give(batch)
                 continue
             }
             if let shaper { charge(shaper, batch) }
             // Run to completion (as SendQueue.swift's scheduleInline): a small batch that finds no batch in
             // flight is sealed and sent here.
-            if n <= Device.inlineMaxPackets && fifoInFlight.load(ordering: .acquiring) == 0
+            if live <= Device.inlineMaxPackets && fifoInFlight.load(ordering: .acquiring) == 0
                 && batch.bytes(in: batch.innerLengths) <= Device.inlineMaxBytes {
-                counters.add(.txInlinePackets, UInt64(n))
+                counters.add(.txInlinePackets, UInt64(live))
                 inlineContext.seal(UnsafeMutableBufferPointer(start: batch.items, count: n))
                 transmit(batch, tally: &tally)
                 sendPool.give(batch)
