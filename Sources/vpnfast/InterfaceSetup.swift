@@ -1,27 +1,32 @@
 // Addresses, MTU, link state and routes of the TUN interface, set with iproute2 as wg-quick does.
+import CShims
 import Dataplane
-import Foundation
+import Glibc
 
 enum InterfaceSetup {
-    /// Runs `ip ARGS`; throws with ip's own message on failure.
+    /// Runs `ip ARGS`; throws with ip's own message on failure. (Not Foundation's Process: it cannot see the
+    /// child exit in a network namespace whose loopback is down, and would hang there; see CShims/spawn.c.)
     static func ip(_ args: [String]) throws {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: findIP())
-        p.arguments = args
-        let err = Pipe()
-        p.standardError = err
-        p.standardOutput = FileHandle.nullDevice
-        try p.run()
-        p.waitUntilExit()
-        if p.terminationStatus != 0 {
-            let msg = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-                .trimmingCharacters(in: .whitespacesAndNewlines)
-            throw CLIError("ip \(args.joined(separator: " ")): \(msg.isEmpty ? "exit status \(p.terminationStatus)" : msg)")
+        let path = findIP()
+        let argv: [UnsafeMutablePointer<CChar>?] = ([path] + args).map { strdup($0) } + [nil]
+        defer { for a in argv { free(a) } }
+        var err = [CChar](repeating: 0, count: 4096)
+        var status: Int32 = 0
+        let rc = argv.withUnsafeBufferPointer { av in
+            vf_run(path, av.baseAddress, &err, err.count, &status)
+        }
+        if rc < 0 {
+            throw CLIError("cannot run \(path): \(String(cString: strerror(-rc)))")
+        }
+        if status != 0 {
+            let msg = String(decoding: err.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+                .split(whereSeparator: \.isNewline).joined(separator: "; ")
+            throw CLIError("ip \(args.joined(separator: " ")): \(msg.isEmpty ? "exit status \(status)" : msg)")
         }
     }
 
     static func findIP() -> String {
-        for dir in ["/usr/sbin", "/sbin", "/usr/bin", "/bin"] where FileManager.default.isExecutableFile(atPath: dir + "/ip") {
+        for dir in ["/usr/sbin", "/sbin", "/usr/bin", "/bin"] where access(dir + "/ip", X_OK) == 0 {
             return dir + "/ip"
         }
         return "/usr/sbin/ip"

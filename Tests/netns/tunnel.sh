@@ -518,6 +518,17 @@ run_pair() {
         finish_run
     fi
 
+    # 1b. A fresh namespace has its loopback down: vpnfast must come up there all the same (it once waited
+    #     forever for its first `ip` command, watched through a socket on 127.0.0.1).
+    if [[ "$IMPL_A" == vpnfast ]] && want loopback-down; then
+        ip -n "${VF_NS[a]}" link set lo down
+        if start_run loopback-down v4 v4 "" ""; then
+            case_ handshake vf_wait_tunnel a "${VF_T4[b]}" 10 && pings_both_ways 3
+            finish_run
+        fi
+        ip -n "${VF_NS[a]}" link set lo up
+    fi
+
     # 2. IPv6 underlay (Endpoint=[fd18::N]:port) with a preshared key.
     if start_run v6underlay-psk v6 v6 "$VF_PSK" ""; then
         if case_ handshake vf_wait_tunnel a "${VF_T4[b]}" 10; then

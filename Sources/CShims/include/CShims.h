@@ -187,6 +187,12 @@ void vf_thread_set_name(const char *name);
 int vf_thread_set_affinity(const uint64_t *mask, size_t bytes);
 int vf_thread_get_affinity(uint64_t *mask, size_t bytes);
 
+// ---- Helper programs (spawn.c) ----
+/// Runs the program at `path` with `argv` (NULL-terminated; argv[0] its name), stdin and stdout on /dev/null,
+/// waits for it and sets *status to its exit status (128 + signal if a signal ended it). Its standard error is
+/// kept in `err` (NUL-terminated, cut to err_len - 1 bytes). Returns 0, or -errno if it could not be started.
+int vf_run(const char *path, char *const argv[], char *err, size_t err_len, int *status);
+
 // ---- Atomic counters (inline: used on the data path, per batch) ----
 static inline void vf_counter_add(uint64_t *p, uint64_t v) { __atomic_fetch_add(p, v, __ATOMIC_RELAXED); }
 static inline uint64_t vf_counter_load(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
