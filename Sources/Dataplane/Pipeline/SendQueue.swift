@@ -19,6 +19,7 @@
 // the receiver's replay window. A flow's own packets are never reordered: bulk batches are numbered as they are
 // dispatched (`dispatched`, stamped on each flow they serve), the udp-writer counts those it has sent
 // (`sentBatches`, in order), and a flow whose last bulk batch is not yet sent is not sparse.
+import CShims
 import Crypto
 import Synchronization
 
@@ -55,6 +56,9 @@ final class SendQueueing: @unchecked Sendable {  // the reader owns the queues; 
     let readHandles: UnsafeMutablePointer<UInt32>
     /// The inner flow hash of each queued slot (for --flowlabel).
     let hashes: UnsafeMutablePointer<UInt32>
+    /// The inner DS field (TOS / traffic class) of each queued slot, read at enqueue while the packet is in cache,
+    /// so that dispatch need not read the packet again (it has often left the cache by then).
+    let innerTOS: UnsafeMutablePointer<UInt8>
 
     init(peers: Int, slots: Int, slotSize: Int, parameters: FQCoDelParameters, budget: Int, now: UInt64,
          node: Int? = nil) {
@@ -77,9 +81,14 @@ final class SendQueueing: @unchecked Sendable {  // the reader owns the queues; 
         readHandles.initialize(repeating: 0, count: PacketBatch.capacity)
         hashes = .allocate(capacity: slots)
         hashes.initialize(repeating: 0, count: slots)
+        innerTOS = .allocate(capacity: slots)
+        innerTOS.initialize(repeating: 0, count: slots)
     }
 
-    deinit { readPointers.deallocate(); readLengths.deallocate(); readHandles.deallocate(); hashes.deallocate() }
+    deinit {
+        readPointers.deallocate(); readLengths.deallocate(); readHandles.deallocate(); hashes.deallocate()
+        innerTOS.deallocate()
+    }
 
     /// Takes back the slots the writer returned.
     func reclaim() {
@@ -198,7 +207,10 @@ extension Device {
                 queue = q.fq.makePeerQueue()
                 q.queues[Int(peerID)] = queue
             }
-            let ecn = (ECN.readECN(packet: p, length: length) ?? .notECT) != .notECT
+            // (destinationPeer has checked for a whole IPv4 or IPv6 header, so there is a DS field.)
+            let tos = ECN.readTOS(packet: p, length: length) ?? 0
+            q.innerTOS[Int(h)] = tos
+            let ecn = tos & 3 != ECNCodepoint.notECT.rawValue
             let hash = q.hasher.hash(packet: p, length: length)
             q.hashes[Int(h)] = hash
             let r = queue.enqueue(handle: h, length: UInt32(max(length, 1)), hash: hash,
@@ -288,7 +300,8 @@ extension Device {
         let length = Int(q.fq.length(of: h))
         PeerStats.recordSojourn(d.sojourn, into: sojourns)
         if d.markCE {
-            _ = ECN.markCE(packet: p, length: length)
+            // CoDel marks only ECN-capable packets; the outer header copies the mark (RFC 6040).
+            if ECN.markCE(packet: p, length: length) { q.innerTOS[Int(h)] |= ECNCodepoint.ce.rawValue }
             marks += 1
         }
         guard let keypair, let endpoint, let counter = keypair.reserveCounters(1, now: now) else {
@@ -296,8 +309,8 @@ extension Device {
             q.freeSlots.append(h)
             return
         }
-        prepare(batch, batch.count, slot: q.slab.slot(Int(h)), length: length, keypair: keypair,
-                counter: counter, endpoint: endpoint)
+        prepare(batch, batch.count, slot: q.slab.slot(Int(h)), length: length, innerTOS: q.innerTOS[Int(h)],
+                keypair: keypair, counter: counter, endpoint: endpoint)
         flowLabels?.apply(to: &batch.endpoints[batch.count], hash: q.hashes[Int(h)])
         shaper?.consume(EgressShaper.outerBytes(messageLength: batch.lengths[batch.count], endpoint: endpoint),
                         now: now)
@@ -370,11 +383,27 @@ extension Device {
             var marks: UInt64 = 0
             if let stamp { queue.dispatchStamp = stamp }
             let sojourns = peer.stats.sojournBuckets()
-            while taken < 64 && batch.count < limit && shaper?.ready(now: now) ?? true,
-                  let d = queue.dequeue(now: now, dropped: &q.dropped) {
-                taken += 1
-                take(d, into: batch, q, peer: peer, keypair: keypair, endpoint: endpoint, sojourns: sojourns,
-                     marks: &marks, now: now)
+            let share = min(64, limit - batch.count)
+            if shaper == nil {
+                // One packet ahead: its header and tail lines (written in take) are fetched while the packet
+                // before it is prepared. A packet often leaves the cache while it queues.
+                var next = queue.dequeue(now: now, dropped: &q.dropped)
+                if let d = next { prefetch(q, d) }
+                while let d = next {
+                    taken += 1
+                    next = taken < share ? queue.dequeue(now: now, dropped: &q.dropped) : nil
+                    if let n = next { prefetch(q, n) }
+                    take(d, into: batch, q, peer: peer, keypair: keypair, endpoint: endpoint, sojourns: sojourns,
+                         marks: &marks, now: now)
+                }
+            } else {
+                // --rate: the shaper may stop the round at any packet, so none is taken ahead.
+                while taken < share && shaper?.ready(now: now) ?? true,
+                      let d = queue.dequeue(now: now, dropped: &q.dropped) {
+                    taken += 1
+                    take(d, into: batch, q, peer: peer, keypair: keypair, endpoint: endpoint, sojourns: sojourns,
+                         marks: &marks, now: now)
+                }
             }
             settle(q, peer, queue, marks: marks)
             if queue.queuedPackets == 0 {
@@ -413,10 +442,19 @@ extension Device {
         sendPool.give(batch)
     }
 
+    /// Hints the cache lines of a dequeued packet that take() writes: the header (with the inner packet's first
+    /// bytes) and the tail that padding zeroes.
+    @inline(__always)
+    func prefetch(_ q: SendQueueing, _ d: FQCoDelDequeued) {
+        let h = q.slab.slot(Int(d.handle))
+        vf_prefetch_write(h)
+        vf_prefetch_write(h + Device.headroom + Int(q.fq.length(of: d.handle)))
+    }
+
     /// Fills packet i of a send batch whose inner packet sits at slot + headroom.
     @inline(__always)
-    func prepare(_ batch: PacketBatch, _ i: Int, slot h: UnsafeMutableRawPointer, length: Int, keypair: Keypair,
-                 counter: UInt64, endpoint: Endpoint) {
+    func prepare(_ batch: PacketBatch, _ i: Int, slot h: UnsafeMutableRawPointer, length: Int, innerTOS: UInt8,
+                 keypair: Keypair, counter: UInt64, endpoint: Endpoint) {
         let p = h + Device.headroom
         let padded = paddedLength(length, mtu: mtu)
         if padded > length { (p + length).initializeMemory(as: UInt8.self, repeating: 0, count: padded - length) }
@@ -428,7 +466,7 @@ extension Device {
         batch.lengths[i] = UInt32(MessageLayout.transportHeaderSize + padded + MessageLayout.tagSize)
         batch.innerLengths[i] = UInt32(length)
         batch.endpoints[i] = endpoint
-        batch.tos[i] = DSCP.outerTOS(innerTOS: ECN.readTOS(packet: p, length: length) ?? 0, mode: dscpMode)
+        batch.tos[i] = DSCP.outerTOS(innerTOS: innerTOS, mode: dscpMode)
         batch.keypairSlot[i] = batch.slot(for: keypair)
     }
 
