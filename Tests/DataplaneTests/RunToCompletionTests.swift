@@ -24,15 +24,14 @@ final class RunToCompletionTests: XCTestCase {
     /// 100 or more (100 kB, over the inline byte limit) go through the workers.
     private static let bursts = [1, 1, 3, 150, 1, 2, 1, 400, 1, 10, 1, 64, 100, 1, 5, 1, 250, 2, 1, 1, 30, 128, 1]
 
-    /// Starts the tunnel with one packet A→B and waits until B has counted it: the counters move just after a
-    /// packet reaches the TUN.
+    /// Starts the tunnel with one packet A→B and waits until both ends have counted it: A counts a packet just
+    /// after handing it to the socket, B just after writing it to the TUN, so either may lag its arrival.
     private func started(aqm: Bool = true) throws -> DevicePair {
         let pair = try DevicePair(threads: 2, aqm: aqm)
         pair.start()
         pair.tunA.inject([DevicePair.packet(0)])
         XCTAssertEqual(pair.tunB.collect(atLeast: 1), [DevicePair.packet(0)])
-        XCTAssertTrue(waitUntil { pair.b.counters[.rxPackets] == 1 })
-        usleep(50_000)
+        XCTAssertTrue(waitUntil { pair.a.counters[.txPackets] == 1 && pair.b.counters[.rxPackets] == 1 })
         return pair
     }
 
@@ -65,8 +64,9 @@ final class RunToCompletionTests: XCTestCase {
         }
         XCTAssertEqual(outOfOrder, 0, "the flow's packets were reordered")
 
-        XCTAssertTrue(waitUntil { pair.b.counters[.rxPackets] - before.rx == UInt64(seq) }, "packets not counted")
-        usleep(50_000)
+        XCTAssertTrue(waitUntil {
+            pair.a.counters[.txPackets] - before.tx == UInt64(seq) && pair.b.counters[.rxPackets] - before.rx == UInt64(seq)
+        }, "packets not counted")
         let txInline = pair.a.counters[.txInlinePackets] - before.txInline
         let tx = pair.a.counters[.txPackets] - before.tx
         let rxInline = pair.b.counters[.rxInlinePackets] - before.rxInline
@@ -95,8 +95,8 @@ final class RunToCompletionTests: XCTestCase {
             pair.tunB.inject([DevicePair.packet(n, fromA: false)])
             XCTAssertEqual(pair.tunA.collect(atLeast: 1), [DevicePair.packet(n, fromA: false)])
         }
+        // The inline counters move before a packet is sent or delivered; rx_packets after it reaches the TUN.
         XCTAssertTrue(waitUntil { pair.a.counters[.rxPackets] == 20 })
-        usleep(50_000)
         XCTAssertEqual(pair.a.counters[.txInlinePackets] - before.0, 20)
         XCTAssertEqual(pair.b.counters[.rxInlinePackets] - before.1, 20)
         XCTAssertEqual(pair.b.counters[.txInlinePackets] - before.2, 20)

@@ -56,9 +56,11 @@ extension Device {
             // holds no batch) is opened and written by this thread, without waking a worker and the tun-writer.
             if batch.count <= Device.inlineMaxPackets && receiveBudget.isIdle
                 && batch.bytes(in: batch.lengths) <= Device.inlineMaxBytes {
+                // Counted before delivery, as the send side counts before sending: once rx_packets shows a
+                // packet, its inline count is there too.
+                counters.add(.rxInlinePackets, UInt64(live))
                 inlineContext.open(UnsafeMutableBufferPointer(start: batch.items, count: batch.count))
                 deliver(batch, inlineScratch, direct: true)
-                counters.add(.rxInlinePackets, UInt64(live))
                 receivePool.give(batch)
                 continue
             }
