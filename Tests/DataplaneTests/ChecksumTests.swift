@@ -1,6 +1,7 @@
 import XCTest
 @testable import Dataplane
 import TestSupport
+import CShims
 
 final class ChecksumTests: XCTestCase {
     /// The folded sum, the slow way: one big-endian word at a time, carries folded at the end.
@@ -22,6 +23,37 @@ final class ChecksumTests: XCTestCase {
                 let bytes = Array(buffer[misalign...])
                 let fast = buffer.withUnsafeBytes { InternetChecksum.sum($0.baseAddress! + misalign, length) }
                 XCTAssertEqual(fast, naiveSum(bytes), "length \(length) misalign \(misalign)")
+            }
+        }
+    }
+
+    /// The copying sum, and both code paths of each (AVX2 where the CPU has it, the SSE2 baseline): the copy is
+    /// exact, nothing past it is written, and the sum is the naive one, at lengths around every loop's step.
+    func testCopySumAndBaselineMatchNaive() {
+        var rng = SeededRandom(seed: 1624)
+        let lengths = Array(0...200) + [255, 256, 257, 1379, 1380, 1448, 1500, 9001, 65535]
+        for length in lengths {
+            for misalign in [0, 1, 2, 3, 5, 7] {
+                let source = (0..<(length + misalign)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+                let bytes = Array(source[misalign...])
+                let expected = naiveSum(bytes)
+                source.withUnsafeBytes { src in
+                    let from = src.baseAddress! + misalign
+                    XCTAssertEqual(vf_csum_baseline(from, length), expected, "baseline, length \(length)")
+                    for variant in 0..<2 {
+                        var out = [UInt8](repeating: 0xa5, count: length + 2 * misalign + 16)
+                        let got: UInt16 = out.withUnsafeMutableBytes { dst in
+                            let to = dst.baseAddress! + 8 + misalign
+                            return variant == 0 ? vf_copy_csum(to, from, length) : vf_copy_csum_baseline(to, from, length)
+                        }
+                        XCTAssertEqual(got, expected, "copy variant \(variant), length \(length) misalign \(misalign)")
+                        XCTAssertEqual(Array(out[(8 + misalign)..<(8 + misalign + length)]), bytes,
+                                       "copy variant \(variant), length \(length): the bytes")
+                        XCTAssertTrue(out[..<(8 + misalign)].allSatisfy { $0 == 0xa5 }
+                                      && out[(8 + misalign + length)...].allSatisfy { $0 == 0xa5 },
+                                      "copy variant \(variant), length \(length): nothing written outside")
+                    }
+                }
             }
         }
     }

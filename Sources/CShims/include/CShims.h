@@ -207,4 +207,11 @@ static inline void vf_counter_bump(uint64_t *p, uint64_t v) {
 /// Asks for the cache line holding p, to be written soon (a hint: never faults, whatever p is).
 static inline void vf_prefetch_write(const void *p) { __builtin_prefetch(p, 1, 3); }
 
+// The Internet checksum's folded sum of `length` bytes (big-endian 16-bit value, not complemented), and a copy
+// that returns the same sum of what it copied (csum.c). The _baseline variants skip the AVX2 code (for tests).
+uint16_t vf_csum(const void *data, size_t length);
+uint16_t vf_copy_csum(void *dst, const void *src, size_t length);
+uint16_t vf_csum_baseline(const void *data, size_t length);
+uint16_t vf_copy_csum_baseline(void *dst, const void *src, size_t length);
+
 #endif

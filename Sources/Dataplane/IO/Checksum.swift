@@ -4,8 +4,11 @@
 // together (fold(UInt64(a) + UInt64(b))) as long as every piece starts at an even offset of the summed whole.
 // A checksum field holds the complement of the folded sum; a region whose checksum is right sums to 0xffff.
 //
-// The bulk sum adds the buffer as native-order 64-bit words with end-around carry and swaps the folded result
-// at the end: the ones'-complement sum is independent of byte order up to that final swap (RFC 1071 §2(B)).
+// The bulk sum (CShims/csum.c) adds the buffer as native-order 32-bit words in several 64-bit accumulators and
+// swaps the folded result at the end: the ones'-complement sum is independent of byte order up to that final
+// swap (RFC 1071 §2(B)).
+
+import CShims
 
 public enum InternetChecksum {
     /// Folds a wide ones'-complement accumulator to 16 bits.
@@ -18,41 +21,17 @@ public enum InternetChecksum {
         return UInt16(truncatingIfNeeded: s)
     }
 
-    @inline(__always)
-    static func addCarrying(_ acc: inout UInt64, _ x: UInt64) {
-        let (s, overflow) = acc.addingReportingOverflow(x)
-        acc = s &+ (overflow ? 1 : 0)   // cannot overflow again: s < x when overflow is set
-    }
-
     /// The folded sum of `count` bytes at `p`, as big-endian 16-bit words (an odd last byte is padded with zero).
-    public static func sum(_ p: UnsafeRawPointer, _ count: Int) -> UInt16 {
-        var acc: UInt64 = 0
-        var i = 0
-        while i + 32 <= count {
-            addCarrying(&acc, p.loadUnaligned(fromByteOffset: i, as: UInt64.self))
-            addCarrying(&acc, p.loadUnaligned(fromByteOffset: i + 8, as: UInt64.self))
-            addCarrying(&acc, p.loadUnaligned(fromByteOffset: i + 16, as: UInt64.self))
-            addCarrying(&acc, p.loadUnaligned(fromByteOffset: i + 24, as: UInt64.self))
-            i += 32
-        }
-        while i + 8 <= count {
-            addCarrying(&acc, p.loadUnaligned(fromByteOffset: i, as: UInt64.self))
-            i += 8
-        }
-        if i + 4 <= count {
-            addCarrying(&acc, UInt64(p.loadUnaligned(fromByteOffset: i, as: UInt32.self)))
-            i += 4
-        }
-        if i + 2 <= count {
-            addCarrying(&acc, UInt64(p.loadUnaligned(fromByteOffset: i, as: UInt16.self)))
-            i += 2
-        }
-        if i < count {
-            // The byte is the high half of a big-endian word: where that lands in a native word.
-            let byte = UInt16(p.load(fromByteOffset: i, as: UInt8.self))
-            addCarrying(&acc, UInt64(UInt16(littleEndian: byte)))
-        }
-        return UInt16(bigEndian: fold(acc))
+    /// Vector code in CShims/csum.c.
+    @inline(__always)
+    public static func sum(_ p: UnsafeRawPointer, _ count: Int) -> UInt16 { vf_csum(p, count) }
+
+    /// Copies `count` bytes from `source` to `destination` (which must not overlap) and returns their folded sum,
+    /// reading the bytes once.
+    @inline(__always)
+    public static func copySum(_ destination: UnsafeMutableRawPointer, _ source: UnsafeRawPointer,
+                               _ count: Int) -> UInt16 {
+        vf_copy_csum(destination, source, count)
     }
 
     /// Adds folded sums.

@@ -72,11 +72,19 @@ public enum GSOSplit {
         let start = Int(header.checksumStart)
         let field = start + Int(header.checksumOffset)
         if completes && field + 2 > length { return .failure(.checksumOutOfBounds) }
-        if output != packet { output.copyMemory(from: packet, byteCount: length) }
         if completes {
-            // The field already holds the pseudo-header sum; summing over it folds that in.
-            let folded = InternetChecksum.sum(output + start, length - start)
+            // The field already holds the pseudo-header sum; summing over it folds that in. A copy sums as it
+            // copies (one pass over the bytes).
+            let folded: UInt16
+            if output != packet {
+                output.copyMemory(from: packet, byteCount: start)
+                folded = InternetChecksum.copySum(output + start, packet + start, length - start)
+            } else {
+                folded = InternetChecksum.sum(output + start, length - start)
+            }
             storeBE16(output, field, nonZero(InternetChecksum.finish(folded)))
+        } else if output != packet {
+            output.copyMemory(from: packet, byteCount: length)
         }
         outLength.pointee = UInt32(length)
         return .success(1)
@@ -159,9 +167,15 @@ public enum GSOSplit {
             let out = outputs[i]
             let segmentLength = headers + bytes
             let l4Length = segmentLength - ipHeader
+            // The payload's sum is taken while it is copied (one pass over it); the headers' after they change.
+            // (The L4 header is a multiple of 4 bytes long, so the payload starts at an even offset of the L4
+            // bytes and the two sums add.)
+            let payloadSum: UInt16
             if out != packet {
                 out.copyMemory(from: packet, byteCount: headers)
-                (out + headers).copyMemory(from: packet + headers + offset, byteCount: bytes)
+                payloadSum = InternetChecksum.copySum(out + headers, packet + headers + offset, bytes)
+            } else {
+                payloadSum = InternetChecksum.sum(out + headers, bytes)
             }
             if isV4 {
                 storeBE16(out, IPv4Field.totalLength, UInt16(segmentLength))
@@ -183,7 +197,7 @@ public enum GSOSplit {
             }
             storeBE16(l4, checksumOffset, 0)
             let pseudo = InternetChecksum.fold(UInt64(addressSum) &+ UInt64(proto) &+ UInt64(l4Length))
-            let folded = InternetChecksum.combine(pseudo, InternetChecksum.sum(l4, l4Length))
+            let folded = InternetChecksum.combine(pseudo, InternetChecksum.sum(l4, l4Header), payloadSum)
             let checksum = InternetChecksum.finish(folded)
             storeBE16(l4, checksumOffset, isTCP ? checksum : nonZero(checksum))
             outLengths[i] = UInt32(segmentLength)
