@@ -205,6 +205,35 @@ final class FlowHashTests: XCTestCase {
         XCTAssertLessThanOrEqual(collisions, 1, "\(collisions) collisions in \(pairs) pairs")
     }
 
+    /// The memo reuses a hash only for the very same key: over runs of one flow, alternating flows, flows that
+    /// differ in a single field, truncated packets and a v4/v6 pair whose key bytes overlap, it always gives
+    /// what hashing afresh gives.
+    func testMemoizedHashEqualsFreshHash() {
+        var rng = SeededRandom(seed: 8290)
+        let flows = (0..<6).map { _ in Flow.random(&rng) }
+        var packets: [[UInt8]] = []
+        for f in flows {
+            for _ in 0..<Int.random(in: 1...4, using: &rng) { packets.append(f.packet(payload: [1, 2, 3])) }
+            var g = f
+            g.dport &+= 1
+            packets.append(g.packet())
+            packets.append(Array(f.packet().prefix(Int.random(in: 0...24, using: &rng))))
+            packets.append(f.packet())
+        }
+        let v4 = Flow(v6: false, src: (0x0a00_0001, 0), dst: (0x0a00_0002, 0), proto: 6, sport: 1, dport: 2)
+        var v6 = v4
+        v6.v6 = true
+        packets += [v4.packet(), v6.packet(), v4.packet()]
+        for _ in 0..<200 { packets.append(packets.randomElement(using: &rng)!) }
+        var memo = FlowHashMemo()
+        for (i, p) in packets.enumerated() {
+            let memoized = p.withUnsafeBytes { b in
+                hasher.hash(packet: b.baseAddress ?? UnsafeRawPointer(bitPattern: 8)!, length: b.count, memo: &memo)
+            }
+            XCTAssertEqual(memoized, hash(p), "packet \(i)")
+        }
+    }
+
     func testDifferentKeysGiveDifferentHashes() {
         var rng = SeededRandom(seed: 4)
         let other = FlowHasher(key: Array(1...16))

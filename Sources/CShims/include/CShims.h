@@ -197,6 +197,9 @@ int vf_run(const char *path, char *const argv[], char *err, size_t err_len, int 
 static inline void vf_counter_add(uint64_t *p, uint64_t v) { __atomic_fetch_add(p, v, __ATOMIC_RELAXED); }
 static inline uint64_t vf_counter_load(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
 static inline void vf_counter_store(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_RELAXED); }
+static inline uint64_t vf_counter_fetch_add(uint64_t *p, uint64_t v) {
+    return __atomic_fetch_add(p, v, __ATOMIC_RELAXED);
+}
 /// Adds for a counter with a single writer thread: a relaxed load and store (no locked read-modify-write);
 /// other threads may read it with vf_counter_load at any time.
 static inline void vf_counter_bump(uint64_t *p, uint64_t v) {

@@ -50,6 +50,22 @@ public struct FlowHasher: Sendable {
         return UInt32(truncatingIfNeeded: h ^ (h >> 32))
     }
 
+    /// The same hash, reusing the last one in `memo` when the flow key is the same (a super-packet's segments,
+    /// a burst of one flow read together): the key is still extracted and compared whole, only SipHash is skipped.
+    @inline(__always)
+    public func hash(packet: UnsafeRawPointer, length: Int, memo: inout FlowHashMemo) -> UInt32 {
+        var flow: (UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0)   // FlowKey.size bytes
+        let count = withUnsafeMutableBytes(of: &flow) { FlowKey.extract(packet, length, into: $0.baseAddress!) }
+        if memo.valid && memo.count == count && memo.key == flow { return memo.hash }
+        var k = key
+        let h = withUnsafeBytes(of: &flow) { flow in
+            withUnsafeBytes(of: &k) { SipHash.hash(key: $0.baseAddress!, data: flow.baseAddress!, length: count) }
+        }
+        let hash = UInt32(truncatingIfNeeded: h ^ (h >> 32))
+        memo = FlowHashMemo(valid: true, count: count, key: flow, hash: hash)
+        return hash
+    }
+
     /// Maps a 32-bit hash onto 0..<n without a division: (hash · n) >> 32, as Linux's reciprocal_scale.
     @inline(__always)
     public static func reciprocalScale(_ hash: UInt32, _ n: UInt32) -> UInt32 {
@@ -58,6 +74,20 @@ public struct FlowHasher: Sendable {
 }
 
 /// The flow key layout (see the top of the file) and its extraction.
+/// The last flow key hashed and its hash (FlowHasher.hash(packet:length:memo:)); start with an empty one per batch.
+public struct FlowHashMemo: Sendable {
+    var valid = false
+    var count = 0
+    var key: (UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0)
+    var hash: UInt32 = 0
+
+    public init() {}
+
+    init(valid: Bool, count: Int, key: (UInt64, UInt64, UInt64, UInt64, UInt64), hash: UInt32) {
+        self.valid = valid; self.count = count; self.key = key; self.hash = hash
+    }
+}
+
 enum FlowKey {
     static let version = 0
     static let proto = 1

@@ -65,8 +65,10 @@ public final class PacketBatch: @unchecked Sendable {  // ownership passes betwe
     public enum Work: Sendable { case encrypt, decrypt }
 
     public let capacity: Int
+    // One thread owns a batch at a time (it moves between them through the rings above), so the properties
+    // touched per packet skip the dynamic exclusivity checks (a runtime call per access).
     public var work: Work = .encrypt
-    public var count = 0
+    @exclusivity(unchecked) public var count = 0
     public let bufferCount: Int
     public let bufferSize: Int
     /// Start of each buffer (fixed for the life of the batch).
@@ -95,7 +97,7 @@ public final class PacketBatch: @unchecked Sendable {  // ownership passes betwe
     public let handles: UnsafeMutablePointer<UInt32>
     public static let dropped: UInt16 = 0xffff
     /// Distinct keypairs the batch uses; holding them keeps their keys alive while workers use raw pointers.
-    public var keypairs: [Keypair] = []
+    @exclusivity(unchecked) public var keypairs: [Keypair] = []
     /// Scratch pointers for I/O calls.
     public let ioPointers: UnsafeMutablePointer<UnsafeMutableRawPointer>
     public let ioLengths: UnsafeMutablePointer<UInt32>
