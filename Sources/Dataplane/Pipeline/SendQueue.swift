@@ -9,12 +9,12 @@
 //
 // The express lane: a packet of a sparse flow (a new flow holding one packet: a ping, a DNS query; see
 // PeerQueue.dequeueSparse) does not wait for the crypto pool at all. Through the pool it would wait behind the
-// whole budget in flight (512 packets: about 2.5 ms of sealing on a busy 2-vCPU machine) and for two more threads
-// to be scheduled. Instead, each round and before the bulk batches, the tun-reader takes such packets out of
-// fq_codel (at most a crypto chunk), seals them itself (a few microseconds for small packets) and sends them in
-// one call. The lane opens only while a batch or more is in flight, when there is a queue to skip; a light
-// direction (acknowledgements) keeps its packets in batches, which the crypto pool takes ahead of bulk jobs
-// (CryptoQueue's urgent ring) but which are sent in order.
+// whole budget in flight (384 packets with two workers: about 2 ms of sealing on a busy 2-vCPU machine) and for
+// two more threads to be scheduled. Instead, each round and before the bulk batches, the tun-reader takes such
+// packets out of fq_codel (at most a crypto chunk), seals them itself (a few microseconds for small packets) and
+// sends them in one call. The lane opens only while a batch or more is in flight, when there is a queue to skip;
+// a light direction (acknowledgements) keeps its packets in batches, which the crypto pool takes ahead of bulk
+// jobs (CryptoQueue's urgent ring) but which are sent in order.
 // Packets of different flows are reordered, as fq_codel reorders them anyway, and their counters stay far inside
 // the receiver's replay window. A flow's own packets are never reordered: bulk batches are numbered as they are
 // dispatched (`dispatched`, stamped on each flow they serve), the udp-writer counts those it has sent
