@@ -113,26 +113,72 @@ extension Device {
         return live
     }
 
+    /// Opened batches the tun-writer judges together and writes in one call, at most.
+    static let mergedBatches = 8
+
     func tunWriterLoop() {
-        let scratch = DeliveryScratch(capacity: receivePool.maxPacketsPerBatch)
-        while let batch = receiveQueue.popCrypted() {
-            deliver(batch, scratch, direct: false)
-            let done = batch.count
-            receivePool.give(batch)
+        let limit = receivePool.maxPacketsPerBatch
+        let scratch = DeliveryScratch(capacity: limit)
+        let pointers = UnsafeMutablePointer<UnsafeMutableRawPointer>.allocate(capacity: limit)
+        let lengths = UnsafeMutablePointer<UInt32>.allocate(capacity: limit)
+        defer { pointers.deallocate(); lengths.deallocate() }
+        var held: [PacketBatch] = []
+        held.reserveCapacity(Device.mergedBatches)
+        while let first = receiveQueue.popCrypted() {
+            // Batches already opened behind the first join its write (up to one batch's worth of packets): when
+            // the CPU is the bottleneck, work piles up here, and one plan over all of it coalesces longer runs of
+            // each flow into fewer super-packets — fewer TUN writes and fewer skbs for the kernel's TCP. An
+            // interleaved arrival order (fq_codel's round robin on the sender) otherwise cuts runs at every batch
+            // boundary. Nothing waits for a later batch: only those already done are taken.
+            var list = WriteList(pointers: pointers, lengths: lengths)
+            var batch = first
+            while true {
+                judge(batch, scratch, into: &list)
+                held.append(batch)
+                guard held.count < Device.mergedBatches, let next = receiveQueue.peekCrypted(),
+                      list.count + next.count <= limit, let taken = receiveQueue.popCryptedNow() else { break }
+                batch = taken
+            }
+            write(list, direct: false)
+            var done = 0
+            for b in held {
+                done += b.count
+                receivePool.give(b)
+            }
+            held.removeAll(keepingCapacity: true)
             receiveBudget.release(done)
         }
     }
 
-    /// The tun-writer's work for an opened batch, and the udp-reader's for one it opened itself (`direct`: write
-    /// to the TUN without the tun-writer's own ring): per packet the replay window, inner header, source address,
-    /// RFC 6040 decapsulation and receive CoDel, then the per-peer events and one write of what is left.
+    /// The udp-reader's work for a batch it opened itself: judge it, then write what is left to the TUN without
+    /// the tun-writer's own ring (`direct`).
     func deliver(_ batch: PacketBatch, _ scratch: DeliveryScratch, direct: Bool) {
+        var list = WriteList(pointers: batch.ioPointers, lengths: batch.ioLengths)
+        judge(batch, scratch, into: &list)
+        write(list, direct: direct)
+    }
+
+    /// Writes the judged packets to the TUN and counts what was written and what the TUN refused.
+    func write(_ list: WriteList, direct: Bool) {
+        var written = 0
+        if list.count > 0 {
+            written = direct ? tun.writeDirect(list.pointers, lengths: list.lengths, count: list.count)
+                : tun.write(list.pointers, lengths: list.lengths, count: list.count)
+        }
+        counters.add(.rxPackets, UInt64(written))
+        counters.add(.rxDropTunWrite, UInt64(list.count - written))
+    }
+
+    /// The judgement of an opened batch (tun-writer, or the udp-reader for one it opened itself): per packet the
+    /// replay window, inner header, source address, RFC 6040 decapsulation and receive CoDel; the packets that
+    /// pass are appended to `list`; then the per-peer events.
+    func judge(_ batch: PacketBatch, _ scratch: DeliveryScratch, into list: inout WriteList) {
         let authenticated = scratch.authenticated, dataPackets = scratch.dataPackets
         let bytes = scratch.bytes, lastSource = scratch.lastSource
         for s in 0..<batch.keypairs.count { authenticated[s] = 0; dataPackets[s] = 0; bytes[s] = 0 }
         let now = clock.now()
         prepareReceiveCoDel(batch)
-        var m = 0
+        var m = list.count
         for i in 0..<batch.count where batch.keypairSlot[i] != PacketBatch.dropped {
             let slot = Int(batch.keypairSlot[i])
             let keypair = batch.keypairs[slot]
@@ -173,10 +219,11 @@ extension Device {
             guard receiveCoDel(batch, i, peer: keypair.peerID, packet: p, length: inner, now: now) else {
                 continue
             }
-            batch.ioPointers[m] = p
-            batch.ioLengths[m] = UInt32(inner)
+            list.pointers[m] = p
+            list.lengths[m] = UInt32(inner)
             m += 1
         }
+        list.count = m
         var total: UInt64 = 0
         for (s, keypair) in batch.keypairs.enumerated() where authenticated[s] > 0 {
             total += bytes[s]
@@ -185,13 +232,6 @@ extension Device {
                      bytes: bytes[s], now: now)
         }
         counters.add(.rxBytes, total)
-        var written = 0
-        if m > 0 {
-            written = direct ? tun.writeDirect(batch.ioPointers, lengths: batch.ioLengths, count: m)
-                : tun.write(batch.ioPointers, lengths: batch.ioLengths, count: m)
-        }
-        counters.add(.rxPackets, UInt64(written))
-        counters.add(.rxDropTunWrite, UInt64(m - written))
     }
 
     /// Validates the inner IP header of a decrypted packet: returns its true length (padding trimmed) and
@@ -270,6 +310,14 @@ extension Device {
 
 /// Per-keypair sums of one delivered batch (a batch's keypairs are numbered from 0), preallocated by the thread
 /// that delivers.
+/// Inner packets on their way to one TUN write: pointers into the packet buffers of the batches being
+/// delivered, which must stay held until the write.
+struct WriteList {
+    let pointers: UnsafeMutablePointer<UnsafeMutableRawPointer>
+    let lengths: UnsafeMutablePointer<UInt32>
+    var count = 0
+}
+
 final class DeliveryScratch {
     let authenticated: UnsafeMutablePointer<Int>
     let dataPackets: UnsafeMutablePointer<Int>
