@@ -30,6 +30,7 @@ final class BatchQueueTests: XCTestCase {
     func testTable() {
         enum Step {
             case push(Int), crypt(Int), pop(Int?), popCrypted(Int?), count(Int), close
+            case peek(Int?), popNow(Int?)   // peekCrypted / popCryptedNow: never wait
         }
         let (pool, batches) = makeBatches(8)
         let queue = BatchQueue(capacity: 4)
@@ -37,10 +38,12 @@ final class BatchQueueTests: XCTestCase {
             .count(0),
             .push(0), .push(1), .push(2), .count(3),
             .pop(0), .count(2),
-            .crypt(1), .popCrypted(1),
+            .peek(nil), .popNow(nil), .count(2),  // 1 is not done yet
+            .crypt(1), .peek(1), .count(2), .popNow(1), .count(1), .peek(nil),
             .push(3), .push(4), .push(5), .count(4),  // full, and wrapped past the end of the ring
             .crypt(2), .crypt(4), .popCrypted(2),  // 4 is done but 3 is not: 3 is next either way
-            .pop(3), .popCrypted(4), .count(1),
+            .peek(nil), .popNow(nil),
+            .pop(3), .peek(4), .popCrypted(4), .count(1),
             .push(6), .push(7), .push(0),
             .close,
             .crypt(5), .popCrypted(nil),  // once closed, the ordered stage stops even with a crypted head
@@ -53,6 +56,8 @@ final class BatchQueueTests: XCTestCase {
             case .pop(let b): XCTAssertEqual(queue.pop().map { Int($0.tag) }, b, "step \(i): pop")
             case .popCrypted(let b): XCTAssertEqual(queue.popCrypted().map { Int($0.tag) }, b, "step \(i): popCrypted")
             case .count(let n): XCTAssertEqual(queue.count, n, "step \(i): count")
+            case .peek(let b): XCTAssertEqual(queue.peekCrypted().map { Int($0.tag) }, b, "step \(i): peekCrypted")
+            case .popNow(let b): XCTAssertEqual(queue.popCryptedNow().map { Int($0.tag) }, b, "step \(i): popCryptedNow")
             case .close: queue.close()
             }
         }
