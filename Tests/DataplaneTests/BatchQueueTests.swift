@@ -47,6 +47,7 @@ final class BatchQueueTests: XCTestCase {
             .push(6), .push(7), .push(0),
             .close,
             .crypt(5), .popCrypted(nil),  // once closed, the ordered stage stops even with a crypted head
+            .peek(nil), .popNow(nil),
             .count(4), .pop(5), .pop(6), .pop(7), .pop(0), .pop(nil), .count(0),  // pop drains what is queued
         ]
         for (i, step) in steps.enumerated() {

@@ -109,7 +109,7 @@ final class KeypairTests: XCTestCase {
         XCTAssertEqual(k.reserveCounters(5, now: t0), 2)
         XCTAssertEqual(k.reserveCounters(128, now: t0), 7)
         XCTAssertEqual(k.reserveCounters(1, now: t0), 135)
-        XCTAssertEqual(k.sendCounter.load(), 136)
+        XCTAssertEqual(k.sentCount, 136)
     }
 
     /// Each case: key age, whether it may still send and receive.
@@ -148,7 +148,7 @@ final class KeypairTests: XCTestCase {
         XCTAssertEqual(R, 18_446_744_073_709_543_423, "2^64 - 2^13 - 1")
         for (start, count, expected) in Self.limits {
             let k = keypair(1, initiator: true)
-            k.sendCounter.store(start)
+            k.setSentCount(start)
             XCTAssertEqual(k.reserveCounters(count, now: t0), expected, "start \(start) count \(count)")
         }
     }
@@ -157,12 +157,12 @@ final class KeypairTests: XCTestCase {
     /// past 2^64 back to small, already used nonces.
     func testRefusalIsFinal() {
         let k = keypair(1, initiator: true)
-        k.sendCounter.store(R - 10)
+        k.setSentCount(R - 10)
         XCTAssertEqual(k.reserveCounters(10, now: t0), R - 10)
         for attempt in 0..<200 {
             XCTAssertNil(k.reserveCounters(128, now: t0), "attempt \(attempt)")
         }
         XCTAssertNil(k.reserveCounters(1, now: t0))
-        XCTAssertGreaterThanOrEqual(k.sendCounter.load(), R)
+        XCTAssertGreaterThanOrEqual(k.sentCount, R)
     }
 }

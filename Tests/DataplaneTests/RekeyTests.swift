@@ -82,7 +82,7 @@ final class RekeyTests: XCTestCase {
         // One second after it, the key may not seal, and B refuses what was sealed with it.
         clock.advance(seconds: 2)
         XCTAssertNil(key.reserveCounters(1, now: clock.now()))
-        let unused = key.sendCounter.load() + 1
+        let unused = key.sentCount + 1
         pair.bindB.inject(sealed(DevicePair.packet(2), counter: unused), from: pair.endpointA)
         XCTAssertTrue(waitUntil { pair.b.counters[.rxDropExpiredKey] == 1 })
 

@@ -309,7 +309,7 @@ extension Device {
             peer.timers.anyAuthenticatedPacketSent()
             peer.timers.anyAuthenticatedPacketTraversal(now: now)
         }
-        if keypair.sendCounter.load() > ProtocolLimits.rekeyAfterMessages
+        if keypair.sentCount > ProtocolLimits.rekeyAfterMessages
             || (keypair.isInitiator && now &- keypair.createdAt >= config.rekeyAfterTime) {
             if peer.lock.withLock({ peer.keypairs.current === keypair }) { wantHandshake(peer) }
         }

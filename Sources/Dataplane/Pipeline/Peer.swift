@@ -44,7 +44,7 @@ public final class Peer: @unchecked Sendable {  // fields marked "lock" are guar
     /// The keypair to send with, if it may still send at `now`. Caller holds `lock`.
     @inline(__always) public func sendingKeypair(now: UInt64) -> Keypair? {
         guard let k = keypairs.current, now &- k.createdAt < ProtocolLimits.rejectAfterTime,
-              k.sendCounter.load() < ProtocolLimits.rejectAfterMessages else { return nil }
+              k.sentCount < ProtocolLimits.rejectAfterMessages else { return nil }
         return k
     }
 

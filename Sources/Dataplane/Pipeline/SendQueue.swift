@@ -495,12 +495,15 @@ extension Device {
     }
 }
 
-/// The keypair a peer's packets are being sealed with while the tun-reader takes them from fq_codel, held without
-/// a reference count: per packet, a retain/release pair on the keypair (whose count the other pipeline threads
-/// touch too) cost about 5 % of the tun-reader in a perf profile of the CPU-bound benchmark. The caller holds the
-/// keypair (from the peer's slots) for as long as this lives; a batch retains it once, when its first packet
-/// is added (`slot(in:)`), so that a batch never lists a keypair none of its packets uses.
+/// The keypair a peer's packets are being sealed with while the tun-reader takes them from fq_codel, used without
+/// reference counting per packet: a retain/release pair on the keypair per packet (whose count the other pipeline
+/// threads touch too) cost about 5 % of the tun-reader in a perf profile of the CPU-bound benchmark. It is
+/// retained once when this is made (per peer visit); a batch retains it once more, when its first packet is
+/// added (`slot(in:)`), so that a batch never lists a keypair none of its packets uses.
 struct SendingKeypair {
+    /// Keeps the keypair alive for as long as this lives (one retain per peer visit, not per packet), whatever
+    /// happens to the peer's slots meanwhile; calls go through the unretained reference below.
+    private let owner: Keypair
     private let keypair: Unmanaged<Keypair>
     let remoteIndex: UInt32
     let key: UnsafeRawPointer
@@ -508,6 +511,7 @@ struct SendingKeypair {
     private var batchSlot: UInt16 = 0
 
     init(_ keypair: Keypair) {
+        owner = keypair
         self.keypair = Unmanaged.passUnretained(keypair)
         remoteIndex = keypair.remoteIndex
         key = keypair.sendKey.unsafePointer

@@ -11,7 +11,8 @@ public final class Keypair: @unchecked Sendable {  // immutable except the atomi
     public let isInitiator: Bool
     public let createdAt: UInt64
     /// Next counter to send; fetch-add reserves counters, so nonces are assigned serially without a lock.
-    public let sendCounter = SendCounter()
+    /// Private: its storage lives only as long as the keypair, so it is reached only through the keypair.
+    private let sendCounter = SendCounter()
     /// Only the receive serial stage reads and writes this (after decryption).
     public var replay = ReplayWindow()
     public let peerID: Int32
@@ -43,6 +44,12 @@ public final class Keypair: @unchecked Sendable {  // immutable except the atomi
         return first
     }
 
+    /// Counters handed out so far (the next one to send).
+    @inline(__always) public var sentCount: UInt64 { sendCounter.load() }
+
+    /// Sets the next counter to send (tests: keys near their message limits).
+    func setSentCount(_ value: UInt64) { sendCounter.store(value) }
+
     /// True while packets may still be received on this key.
     @inline(__always)
     public func canReceive(now: UInt64) -> Bool { now &- createdAt < ProtocolLimits.rejectAfterTime }
@@ -52,7 +59,7 @@ public final class Keypair: @unchecked Sendable {  // immutable except the atomi
 /// and an `Atomic` stored in the class made Swift retain and release the keypair around every add — on a reference
 /// count that the other pipeline threads touch too (about 5 % of the tun-reader in a perf profile). All accesses
 /// are relaxed: the counter only has to hand out each value once.
-public struct SendCounter: @unchecked Sendable {  // the storage is only touched through atomic operations
+struct SendCounter: @unchecked Sendable {  // the storage is only touched through atomic operations
     fileprivate let storage: UnsafeMutablePointer<UInt64>
 
     /// Allocates the counter's cache line; its keypair frees it (`free()`, from Keypair's deinit).

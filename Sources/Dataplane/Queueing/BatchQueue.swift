@@ -72,14 +72,18 @@ public final class BatchQueue: @unchecked Sendable {  // one producer owns the c
         }
     }
 
-    /// Consumer: the head, without taking it, if its crypto is done (nil otherwise; never waits).
+    /// Consumer: the head, without taking it, if its crypto is done (nil otherwise, and once closed, as
+    /// popCrypted; never waits).
     public func peekCrypted() -> PacketBatch? {
-        guard headReady(crypted: true) else { return nil }
+        guard !closed.pointee.load(ordering: .acquiring), headReady(crypted: true) else { return nil }
         return cells[head.pointee.load(ordering: .relaxed) & mask]!.takeUnretainedValue()
     }
 
-    /// Consumer: pops the head if its crypto is done; nil without waiting otherwise.
-    public func popCryptedNow() -> PacketBatch? { takeHead(crypted: true) }
+    /// Consumer: pops the head if its crypto is done; nil without waiting otherwise, and once closed.
+    public func popCryptedNow() -> PacketBatch? {
+        if closed.pointee.load(ordering: .acquiring) { return nil }
+        return takeHead(crypted: true)
+    }
 
     /// Batches queued right now (no lock; for receive CoDel's backlog test, once per batch).
     public var count: Int {
