@@ -22,8 +22,8 @@ static inline uint16_t csum_fold(uint64_t s) {
     return __builtin_bswap16((uint16_t)s);
 }
 
-// The last bytes, fewer than a vector step. The words before them were a multiple of 4 bytes, so an odd last byte is the high
-// half of a big-endian word: in a native little-endian word it is the low byte.
+// The last bytes, fewer than a vector loop step. The words before them were a multiple of 4 bytes, so an odd
+// last byte is the high half of a big-endian word: in a native little-endian word it is the low byte.
 static inline uint64_t csum_tail(const uint8_t *p, size_t n) {
     uint64_t acc = 0;
     size_t i = 0;
@@ -38,49 +38,33 @@ static inline uint64_t hsum(__m128i a) {
     return (uint64_t)_mm_cvtsi128_si64(a) + (uint64_t)_mm_cvtsi128_si64(_mm_unpackhi_epi64(a, a));
 }
 
-static uint16_t csum_sse2(const void *data, size_t n) {
-    const uint8_t *p = data;
-    const __m128i zero = _mm_setzero_si128();
-    __m128i a0 = zero, a1 = zero, a2 = zero, a3 = zero;
-    size_t i = 0;
-    for (; i + 32 <= n; i += 32) {
-        __m128i v = _mm_loadu_si128((const __m128i *)(p + i));
-        __m128i w = _mm_loadu_si128((const __m128i *)(p + i + 16));
-        a0 = _mm_add_epi64(a0, _mm_unpacklo_epi32(v, zero));
-        a1 = _mm_add_epi64(a1, _mm_unpackhi_epi32(v, zero));
-        a2 = _mm_add_epi64(a2, _mm_unpacklo_epi32(w, zero));
-        a3 = _mm_add_epi64(a3, _mm_unpackhi_epi32(w, zero));
-    }
-    if (i + 16 <= n) {
-        __m128i v = _mm_loadu_si128((const __m128i *)(p + i));
-        a0 = _mm_add_epi64(a0, _mm_unpacklo_epi32(v, zero));
-        a1 = _mm_add_epi64(a1, _mm_unpackhi_epi32(v, zero));
-        i += 16;
-    }
-    uint64_t acc = hsum(_mm_add_epi64(_mm_add_epi64(a0, a1), _mm_add_epi64(a2, a3)));
-    return csum_fold(acc + csum_tail(p + i, n - i));
-}
-
-static uint16_t copy_csum_sse2(void *dst, const void *src, size_t n) {
-    uint8_t *d = dst;
-    const uint8_t *s = src;
+// One body per instruction set for both the sum and the copying sum: `copy` is a constant at each call site, so
+// the compiler emits two straight-line versions.
+__attribute__((always_inline))
+static inline uint16_t sum_sse2(uint8_t *d, const uint8_t *s, size_t n, int copy) {
     const __m128i zero = _mm_setzero_si128();
     __m128i a0 = zero, a1 = zero, a2 = zero, a3 = zero;
     size_t i = 0;
     for (; i + 32 <= n; i += 32) {
         __m128i v = _mm_loadu_si128((const __m128i *)(s + i));
         __m128i w = _mm_loadu_si128((const __m128i *)(s + i + 16));
-        _mm_storeu_si128((__m128i *)(d + i), v);
-        _mm_storeu_si128((__m128i *)(d + i + 16), w);
+        if (copy) {
+            _mm_storeu_si128((__m128i *)(d + i), v);
+            _mm_storeu_si128((__m128i *)(d + i + 16), w);
+        }
         a0 = _mm_add_epi64(a0, _mm_unpacklo_epi32(v, zero));
         a1 = _mm_add_epi64(a1, _mm_unpackhi_epi32(v, zero));
         a2 = _mm_add_epi64(a2, _mm_unpacklo_epi32(w, zero));
         a3 = _mm_add_epi64(a3, _mm_unpackhi_epi32(w, zero));
     }
     uint64_t acc = hsum(_mm_add_epi64(_mm_add_epi64(a0, a1), _mm_add_epi64(a2, a3)));
-    memcpy(d + i, s + i, n - i);
+    if (copy) memcpy(d + i, s + i, n - i);
     return csum_fold(acc + csum_tail(s + i, n - i));
 }
+
+static uint16_t csum_sse2(const void *data, size_t n) { return sum_sse2(NULL, data, n, 0); }
+
+static uint16_t copy_csum_sse2(void *dst, const void *src, size_t n) { return sum_sse2(dst, src, n, 1); }
 
 __attribute__((target("avx2")))
 static inline uint64_t hsum256(__m256i a) {
@@ -88,35 +72,17 @@ static inline uint64_t hsum256(__m256i a) {
     return hsum(x);
 }
 
-__attribute__((target("avx2")))
-static uint16_t csum_avx2(const void *data, size_t n) {
-    const uint8_t *p = data;
-    __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
-    size_t i = 0;
-    for (; i + 64 <= n; i += 64) {
-        a0 = _mm256_add_epi64(a0, _mm256_cvtepu32_epi64(_mm_loadu_si128((const __m128i *)(p + i))));
-        a1 = _mm256_add_epi64(a1, _mm256_cvtepu32_epi64(_mm_loadu_si128((const __m128i *)(p + i + 16))));
-        a2 = _mm256_add_epi64(a2, _mm256_cvtepu32_epi64(_mm_loadu_si128((const __m128i *)(p + i + 32))));
-        a3 = _mm256_add_epi64(a3, _mm256_cvtepu32_epi64(_mm_loadu_si128((const __m128i *)(p + i + 48))));
-    }
-    for (; i + 16 <= n; i += 16) {
-        a0 = _mm256_add_epi64(a0, _mm256_cvtepu32_epi64(_mm_loadu_si128((const __m128i *)(p + i))));
-    }
-    uint64_t acc = hsum256(_mm256_add_epi64(_mm256_add_epi64(a0, a1), _mm256_add_epi64(a2, a3)));
-    return csum_fold(acc + csum_tail(p + i, n - i));
-}
-
-__attribute__((target("avx2")))
-static uint16_t copy_csum_avx2(void *dst, const void *src, size_t n) {
-    uint8_t *d = dst;
-    const uint8_t *s = src;
+__attribute__((target("avx2"), always_inline))
+static inline uint16_t sum_avx2(uint8_t *d, const uint8_t *s, size_t n, int copy) {
     __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
     size_t i = 0;
     for (; i + 64 <= n; i += 64) {
         __m256i v = _mm256_loadu_si256((const __m256i *)(s + i));
         __m256i w = _mm256_loadu_si256((const __m256i *)(s + i + 32));
-        _mm256_storeu_si256((__m256i *)(d + i), v);
-        _mm256_storeu_si256((__m256i *)(d + i + 32), w);
+        if (copy) {
+            _mm256_storeu_si256((__m256i *)(d + i), v);
+            _mm256_storeu_si256((__m256i *)(d + i + 32), w);
+        }
         a0 = _mm256_add_epi64(a0, _mm256_cvtepu32_epi64(_mm256_castsi256_si128(v)));
         a1 = _mm256_add_epi64(a1, _mm256_cvtepu32_epi64(_mm256_extracti128_si256(v, 1)));
         a2 = _mm256_add_epi64(a2, _mm256_cvtepu32_epi64(_mm256_castsi256_si128(w)));
@@ -124,13 +90,19 @@ static uint16_t copy_csum_avx2(void *dst, const void *src, size_t n) {
     }
     for (; i + 16 <= n; i += 16) {
         __m128i v = _mm_loadu_si128((const __m128i *)(s + i));
-        _mm_storeu_si128((__m128i *)(d + i), v);
+        if (copy) _mm_storeu_si128((__m128i *)(d + i), v);
         a0 = _mm256_add_epi64(a0, _mm256_cvtepu32_epi64(v));
     }
     uint64_t acc = hsum256(_mm256_add_epi64(_mm256_add_epi64(a0, a1), _mm256_add_epi64(a2, a3)));
-    memcpy(d + i, s + i, n - i);
+    if (copy) memcpy(d + i, s + i, n - i);
     return csum_fold(acc + csum_tail(s + i, n - i));
 }
+
+__attribute__((target("avx2")))
+static uint16_t csum_avx2(const void *data, size_t n) { return sum_avx2(NULL, data, n, 0); }
+
+__attribute__((target("avx2")))
+static uint16_t copy_csum_avx2(void *dst, const void *src, size_t n) { return sum_avx2(dst, src, n, 1); }
 
 // -1: not yet decided; 0: SSE2 (every x86-64); 1: AVX2. Racing first callers decide the same.
 static int csum_level = -1;

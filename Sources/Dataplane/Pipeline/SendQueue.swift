@@ -507,8 +507,9 @@ struct SendingKeypair {
     private let keypair: Unmanaged<Keypair>
     let remoteIndex: UInt32
     let key: UnsafeRawPointer
-    private var batch: ObjectIdentifier?
-    private var batchSlot: UInt16 = 0
+    /// The keypair's slot in the batch being filled, once a packet has used it. (One is made per peer visit of
+    /// one batch's fill, so it never sees a second batch.)
+    private var batchSlot: UInt16?
 
     init(_ keypair: Keypair) {
         owner = keypair
@@ -522,13 +523,11 @@ struct SendingKeypair {
         keypair._withUnsafeGuaranteedRef { $0.reserveCounters(1, now: now) }
     }
 
-    /// The keypair's slot in `batch`, added on first use in that batch.
+    /// The keypair's slot in `batch` (the batch being filled), added on first use.
     @inline(__always) mutating func slot(in batch: PacketBatch) -> UInt16 {
-        let id = ObjectIdentifier(batch)
-        if self.batch != id {
-            self.batch = id
-            batchSlot = batch.slot(for: keypair.takeUnretainedValue())
-        }
-        return batchSlot
+        if let batchSlot { return batchSlot }
+        let slot = batch.slot(for: owner)
+        batchSlot = slot
+        return slot
     }
 }
