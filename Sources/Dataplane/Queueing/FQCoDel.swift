@@ -30,6 +30,7 @@
 // Threading: a PeerQueue is used by one thread at a time (the caller serialises per peer). Different PeerQueues
 // may run on different threads against one FQCoDelShared: each handle is in at most one queue, and a queue only
 // writes the per-handle entries of handles it holds.
+import CShims
 
 /// Device-wide FQ-CoDel parameters.
 public struct FQCoDelParameters: Sendable, Equatable {
@@ -189,7 +190,11 @@ struct FQFlowFIFO: CoDelQueue {
         if h == FQHandleSlot.none { return nil }
         let s = slots[Int(h)]
         flow.pointee.head = s.next
-        if s.next == FQHandleSlot.none { flow.pointee.tail = FQHandleSlot.none }
+        if s.next == FQHandleSlot.none { flow.pointee.tail = FQHandleSlot.none } else {
+            // The flow's next head, needed when the round comes back to this flow. Written at enqueue, milliseconds
+            // ago, it has usually left the cache by then: its load was half of dequeue's time in a perf profile.
+            vf_prefetch_read(slots + Int(s.next))
+        }
         let length = s.length
         flowBacklog.pointee -= length
         packets -= 1

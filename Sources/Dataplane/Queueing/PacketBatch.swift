@@ -67,7 +67,7 @@ public final class PacketBatch: @unchecked Sendable {  // ownership passes betwe
     public let capacity: Int
     // One thread owns a batch at a time (it moves between them through the rings above), so the properties
     // touched per packet skip the dynamic exclusivity checks (a runtime call per access).
-    public var work: Work = .encrypt
+    @exclusivity(unchecked) public var work: Work = .encrypt
     @exclusivity(unchecked) public var count = 0
     public let bufferCount: Int
     public let bufferSize: Int
@@ -88,8 +88,9 @@ public final class PacketBatch: @unchecked Sendable {  // ownership passes betwe
     /// (`ReceiveSojourn.unknown` if not known); how many leading datagrams had more than an MTU queued behind
     /// them; whether the receive call that filled the batch took every message it asked for.
     public let sojourns: UnsafeMutablePointer<UInt64>
-    public var backlogAboveMTU = 0
-    public var receiveFilled = false
+    // (Read per packet by the tun-writer's receive CoDel.)
+    @exclusivity(unchecked) public var backlogAboveMTU = 0
+    @exclusivity(unchecked) public var receiveFilled = false
     public let items: UnsafeMutablePointer<AEADItem>
     /// Index into `keypairs` for each packet, or `PacketBatch.dropped`.
     public let keypairSlot: UnsafeMutablePointer<UInt16>
