@@ -10,7 +10,7 @@ struct Show: ParsableCommand {
         abstract: "Show the state of running vpnfast interfaces: settings, counters, and per peer traffic, queue, sojourn time, drops and ECN marks.",
         discussion: "Without IFACE, every vpnfast interface running in this network namespace is shown. The control "
             + "sockets live in /run/vpnfast (in another network namespace: /run/vpnfast/net-INODE) and answer root "
-            + "only. Sojourn percentiles are over every packet dequeued from the peer's fq_codel since start, and again "
+            + "only; a socket nobody answers (left by a run that did not exit cleanly) is skipped with a note. Sojourn percentiles are over every packet dequeued from the peer's fq_codel since start, and again "
             + "over the recent window only (the last 10 to 20 s; its span is shown); --json includes the since-start "
             + "histogram (bucket:count) so two readings can be subtracted for a window of your own.")
 
@@ -47,11 +47,17 @@ struct Show: ParsableCommand {
         }
         var reports: [StatusReport] = []
         var failed = false
+        var stale: [String] = []
         for name in names {
             let path = "\(dir)/\(name).sock"
             do {
                 let text = try StatusClient.request("show", path: path)
                 reports.append(try StatusProtocol.decode(text))
+            } catch StatusClient.Failure.connect(_, let errno) where interface == nil && errno == ECONNREFUSED {
+                // Listing all: a socket nobody answers is left over from a run that did not exit cleanly (the
+                // next `vpnfast up` on that interface replaces it). Say so, and go on with the running ones.
+                printError("note: skipping \(name): \(path) is a stale control socket that nobody answers")
+                stale.append(name)
             } catch let e as StatusClient.Failure {
                 printError(Show.explain(e, interface: name, path: path))
                 failed = true
@@ -59,6 +65,10 @@ struct Show: ParsableCommand {
                 printError("\(name): \(error)")
                 failed = true
             }
+        }
+        if !failed && reports.isEmpty {
+            printError("no vpnfast interface is running in this network namespace (only stale control sockets in \(dir): \(stale.joined(separator: ", ")))")
+            throw ExitCode(1)
         }
         var out = ""
         if json {

@@ -223,6 +223,29 @@ show_json() {
     printf '# %s\n' "$out"
 }
 
+# show_skips_stale SIDE: with a stale control socket beside the live one (bound, then closed without unlinking,
+# as a killed run leaves it), `vpnfast show --json` without IFACE still reports the live interface, exits 0 and
+# names the stale one in a note on stderr. The stale socket is removed afterwards.
+show_skips_stale() {
+    local s=$1 o stale out err rc
+    o=$(vf_other "$s")
+    stale="${SHOW_SOCK%/*}/stale0.sock"
+    ip netns exec "${VF_NS[$s]}" "$VF_PY" -c 'import socket, sys
+u = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); u.bind(sys.argv[1]); u.listen(1); u.close()' "$stale" ||
+        { VF_REASON="could not make a stale socket at $stale"; return 1; }
+    err="$VF_TMP/show-stale.err"
+    timeout 10 ip netns exec "${VF_NS[$s]}" "$VPNFAST" show --json >"$VF_TMP/show-stale.json" 2>"$err"
+    rc=$?
+    rm -f "$stale"
+    if ((rc != 0)); then VF_REASON="show exited $rc with a stale socket: $(head -c 300 "$err")"; return 1; fi
+    out=$("$VF_PY" "$VF_NETTOOL" showcheck --peer "${VF_PUB[$o]}" <"$VF_TMP/show-stale.json")
+    if [[ "$out" != showcheck:\ rx_bytes=* ]]; then VF_REASON="with a stale socket: $out"; return 1; fi
+    if ! grep -q "skipping stale0: .* stale control socket" "$err"; then
+        VF_REASON="no note about the stale socket on stderr: $(head -c 300 "$err")"
+        return 1
+    fi
+}
+
 # show_fails SIDE EXPECTED-MESSAGE CMD...: CMD (run in SIDE's namespace) exits non-zero with the message.
 show_fails() {
     local s=$1 want=$2 out rc; shift 2
@@ -592,6 +615,7 @@ run_pair() {
                 case_ show-text show_text a
                 case_ show-json show_json a "${VF_IF[a]}"
                 case_ show-all-json show_json a
+                case_ show-all-skips-stale show_skips_stale a
                 case_ show-missing-iface show_fails a "no vpnfast interface named nosuch0 is running" \
                     "$VPNFAST" show nosuch0
                 case_ show-non-root-refused show_fails a "vpnfast: permission denied" \
