@@ -10,7 +10,8 @@ struct Show: ParsableCommand {
         abstract: "Show the state of running vpnfast interfaces: settings, counters, and per peer traffic, queue, sojourn time, drops and ECN marks.",
         discussion: "Without IFACE, every vpnfast interface running in this network namespace is shown. The control "
             + "sockets live in /run/vpnfast (in another network namespace: /run/vpnfast/net-INODE) and answer root "
-            + "only; a socket nobody answers (left by a run that did not exit cleanly) is skipped with a note. Sojourn percentiles are over every packet dequeued from the peer's fq_codel since start, and again "
+            + "only; a socket nobody answers (left by a run that did not exit cleanly) is skipped with a note. "
+            + "Sojourn percentiles are over every packet dequeued from the peer's fq_codel since start, and again "
             + "over the recent window only (the last 10 to 20 s; its span is shown); --json includes the since-start "
             + "histogram (bucket:count) so two readings can be subtracted for a window of your own.")
 
@@ -67,7 +68,8 @@ struct Show: ParsableCommand {
             }
         }
         if !failed && reports.isEmpty {
-            printError("no vpnfast interface is running in this network namespace (only stale control sockets in \(dir): \(stale.joined(separator: ", ")))")
+            printError("no vpnfast interface is running in this network namespace (only stale control sockets in "
+                + "\(dir): \(stale.joined(separator: ", ")))")
             throw ExitCode(1)
         }
         var out = ""

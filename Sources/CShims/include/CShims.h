@@ -209,6 +209,7 @@ static inline void vf_counter_bump(uint64_t *p, uint64_t v) {
 // ---- Cache hints (inline: per packet on the send path) ----
 /// Asks for the cache line holding p, to be written soon (a hint: never faults, whatever p is).
 static inline void vf_prefetch_write(const void *p) { __builtin_prefetch(p, 1, 3); }
+/// Asks for the cache line holding p, to be read soon (a hint, as above).
 static inline void vf_prefetch_read(const void *p) { __builtin_prefetch(p, 0, 3); }
 
 // The Internet checksum's folded sum of `length` bytes (big-endian 16-bit value, not complemented), and a copy
