@@ -3,10 +3,11 @@
 //
 // The clock moves in steps; after each the test waits (real time) until A has sent what the rate allows by then,
 // so a slow machine only makes the test slower. With fq_codel the reader dequeues while tokens last, so a step
-// must not exceed the bucket's 3 ms; with --no-aqm a whole TUN read (up to a batch) is charged at once and paid
+// must not exceed the bucket's 3 ms, and each observation waits for the datagrams already charged (settled);
+// with --no-aqm a whole TUN read (up to a batch) is charged at once and paid
 // for before the next read, so the bounds there have a batch of slack, and the fake clock moves at the pace of
 // real time (the reader sleeps out its debt for real).
-import Dataplane
+@testable import Dataplane
 import Glibc
 import TestSupport
 import XCTest
@@ -47,6 +48,7 @@ final class ShaperTests: XCTestCase {
                 usleep(1000)
                 sent = sentOuterBytes(pair)
             }
+            if aqm { sent = settled(pair, sent) }
             observed.append((clock.now(), sent))
         }
         usleep(20_000)
@@ -67,6 +69,24 @@ final class ShaperTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(total + (aqm ? 0 : slack), ideal * 95 / 100,
                                     "a saturated sender falls short of the rate")
         XCTAssertGreaterThan(pair.tunB.collect(atLeast: Int(total / 1100), timeoutNanoseconds: 2_000_000_000).count, 0)
+    }
+
+    /// With fq_codel the bucket is charged when the tun-reader dequeues, and the datagram reaches the network log
+    /// after the crypto pool and the udp-writer: a datagram charged before this step could land just after the
+    /// observation and be counted in a later interval. With the fake clock frozen the reader stops once the tokens
+    /// run out, so wait until nothing is in flight and the count has not moved for two polls (bounded: 500 ms).
+    private func settled(_ pair: DevicePair, _ sent: UInt64) -> UInt64 {
+        var last = sent
+        var still = 0
+        for _ in 0..<500 {
+            usleep(1000)
+            let now = sentOuterBytes(pair)
+            let idle = pair.a.sendQueueing?.inFlight.load(ordering: .acquiring) ?? 0 == 0
+            still = now == last && idle ? still + 1 : 0
+            if still == 2 { return now }
+            last = now
+        }
+        return last
     }
 
     func testFQCoDelPathIsShapedToTheRate() throws {
