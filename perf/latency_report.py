@@ -123,11 +123,19 @@ def main():
             mine = [b for b in blocks if b.get("scenario") == scen and b.get("config") == cid]
             summary[scen][cid] = summarise(mine)
         base = (summary[scen].get("vpnfast-noaqm") or {}).get("throughput_mbps")
+        base_by_round = {b.get("round"): b.get("throughput_mbps") for b in blocks
+                         if b.get("scenario") == scen and b.get("config") == "vpnfast-noaqm"}
         for cid in cfgs:
             s = summary[scen][cid]
             t = s["throughput_mbps"]
             s["throughput_pct_of_noaqm"] = (100.0 * t["median"] / base["median"]
                                             if t and base and base["median"] else None)
+            # Each round's own pair (the blocks alternate within a round), to show how much the ratio moves.
+            s["throughput_pct_of_noaqm_per_round"] = [
+                100.0 * b["throughput_mbps"] / base_by_round[b.get("round")]
+                for b in sorted((b for b in blocks if b.get("scenario") == scen and b.get("config") == cid),
+                                key=lambda b: b.get("round") or 0)
+                if b.get("throughput_mbps") and base_by_round.get(b.get("round"))]
             if (scen, cid) in TARGET_ROWS:
                 targets.setdefault(scen, {})[cid] = judge(s, configs[scen][cid])
 
@@ -216,7 +224,8 @@ def write_markdown(res, meta, configs, scen_order, summary, targets, blocks):
         L.append("")
     L.append("RTT cells are **p50 / p90 / p99 / max in ms**, each the median over the rounds. Δp99 = loaded p99 − "
              "idle p99 (median of the per-round differences). Throughput: what the iperf3 receiver(s) counted, "
-             "Mbit/s (both directions added for rrul). Target (issue 4), for vpnfast with fq_codel in the "
+             "Mbit/s (both directions added for rrul); %% of --no-aqm compares the medians, and \"rounds\" lists "
+             "each round's own pair (the blocks alternate within a round). Target (issue 4), for vpnfast with fq_codel in the "
              "CPU-bound and link-bound cases: loaded ping p99 ≤ idle p99 + %g ms and throughput ≥ %.0f %% of "
              "`--no-aqm`; the other rows are for comparison." % (LAT_SLACK_MS, 100 * TPUT_FRACTION))
     L.append("")
@@ -253,7 +262,11 @@ def write_markdown(res, meta, configs, scen_order, summary, targets, blocks):
             else:
                 tcell_t = "**%s**" % tg["verdict"] + (" (%s)" % md_escape(tg["why"]) if tg["why"] else "")
             bg = s["background_pct"]
-            row = [md_escape(configs[scen][cid]["label"]), tcell, "n/a" if pct is None else "%.0f %%" % pct]
+            pcell = "n/a" if pct is None else "%.0f %%" % pct
+            per_round = s.get("throughput_pct_of_noaqm_per_round") or []
+            if cid != "vpnfast-noaqm" and len(per_round) > 1:
+                pcell += " (rounds: %s)" % ", ".join("%.0f" % x for x in per_round)
+            row = [md_escape(configs[scen][cid]["label"]), tcell, pcell]
             for probe in ("ping", "irtt"):
                 d = s["%s_delta_p99" % probe]
                 loss = s["%s_loaded_loss_pct" % probe]
