@@ -308,8 +308,6 @@ extension Device {
     }
 }
 
-/// Per-keypair sums of one delivered batch (a batch's keypairs are numbered from 0), preallocated by the thread
-/// that delivers.
 /// Inner packets on their way to one TUN write: pointers into the packet buffers of the batches being
 /// delivered, which must stay held until the write.
 struct WriteList {
@@ -318,6 +316,8 @@ struct WriteList {
     var count = 0
 }
 
+/// Per-keypair sums of one delivered batch (a batch's keypairs are numbered from 0), preallocated by the thread
+/// that delivers.
 final class DeliveryScratch {
     let authenticated: UnsafeMutablePointer<Int>
     let dataPackets: UnsafeMutablePointer<Int>

@@ -88,7 +88,7 @@ public final class PacketBatch: @unchecked Sendable {  // ownership passes betwe
     /// (`ReceiveSojourn.unknown` if not known); how many leading datagrams had more than an MTU queued behind
     /// them; whether the receive call that filled the batch took every message it asked for.
     public let sojourns: UnsafeMutablePointer<UInt64>
-    // (Read per packet by the tun-writer's receive CoDel.)
+    // (Receive CoDel's per-batch facts; backlogAboveMTU is read for every packet the tun-writer judges.)
     @exclusivity(unchecked) public var backlogAboveMTU = 0
     @exclusivity(unchecked) public var receiveFilled = false
     public let items: UnsafeMutablePointer<AEADItem>
