@@ -12,7 +12,7 @@ struct FixtureError: Error, CustomStringConvertible {
 
 /// Counters that move with ordinary traffic; every other counter is compared exactly after each case.
 let trafficCounters: Set<Counter> = [.rxBytes, .txBytes, .txPackets, .txExpressPackets, .txInlinePackets,
-                                       .rxInlinePackets]
+                                       .rxInlinePackets, .rxExpressPackets]
 
 /// A started DevicePair on a frozen fake clock (no timer ever fires, so nothing moves unless a test sends it)
 /// with a session that A initiated, confirmed by one data packet A→B. The network records every datagram.

@@ -107,6 +107,12 @@ public final class Device: @unchecked Sendable {  // configuration is fixed afte
     let receiveBudget: ReceiveBudget
     /// CoDel on the socket buffer's sojourn, per peer (nil with --no-aqm).
     let receiveAQM: ReceiveAQM?
+    /// The receive express lane's flow table (nil with --no-aqm; ReceiveExpressLane.swift).
+    let receiveExpress: ReceiveExpress?
+    /// Held by the thread that judges and writes received packets (the tun-writer per list, the udp-reader for
+    /// an express or run-to-completion batch): replay windows, receive CoDel, per-peer receive events, the TUN's
+    /// write-side state and the express flow table have one user at a time.
+    let deliveryLock = ConditionLock()
     let cryptoQueue: CryptoQueue
     /// Packets per crypto job: small enough that every worker gets a share of a large batch.
     static let cryptoChunk = 32
@@ -191,6 +197,7 @@ public final class Device: @unchecked Sendable {  // configuration is fixed afte
                 target: config.codelTarget, interval: config.codelInterval, mtu: UInt32(max(256, config.mtu)),
                 ecn: config.ecn))
             : nil
+        receiveExpress = config.aqm ? ReceiveExpress() : nil
         // A receive buffer holds one message from the socket, which with UDP GRO may carry many datagrams.
         let perMessage = max(1, bind.datagramsPerMessage)
         let messages = perMessage > 1 ? min(16, bind.batchSize) : min(PacketBatch.capacity, bind.batchSize)

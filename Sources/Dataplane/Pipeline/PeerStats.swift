@@ -7,8 +7,8 @@
 //   tun-writer  rx_packets once per batch; bad-MAC, replay and ECN drops, CE received and ECN anomalies as they
 //               happen (those are rare events, counted next to the device-wide counter of the same name).
 //   receive-side CoDel (Pipeline/ReceiveAQM.swift): `rxCodelDrops` and `rxCodelCeMarks`.
-//   (The tun-writer's bumps are made by the udp-reader instead when it delivers a batch itself, which it does only
-//   while the tun-writer holds none: still one writer at a time, handed over by the receive budget's atomics.)
+//   (The tun-writer's bumps are made by the udp-reader instead when it delivers a batch itself, run to completion
+//   or through the express lane: still one writer at a time, under Device.deliveryLock.)
 // Device-wide counters (Counters.swift) are kept as before; these split some of them by peer.
 //
 // Size: an idle peer costs the object and one small counter array (about 200 bytes); the histogram (about

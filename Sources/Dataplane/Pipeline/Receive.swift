@@ -6,6 +6,8 @@
 //   tun-writer: wait for the oldest batch to be opened → per packet: replay window (only after the AEAD opened),
 //               inner IP header and length check, source address must belong to the sending peer → write to the
 //               TUN → per-peer events: session confirmation, roaming, timers, key freshness.
+// Express lane (ReceiveExpressLane.swift): before a bulk batch goes to the workers, its pings and pure TCP
+// acknowledgements are opened and delivered by the udp-reader at once, ahead of the bulk still in flight.
 // Run to completion: a batch of at most Device.inlineMaxPackets / inlineMaxBytes that finds the receive budget
 // empty (nothing read is still on its way, so the tun-writer holds no batch and no earlier packet can be
 // overtaken) is opened by the udp-reader with its own AEAD context and delivered by it, as the tun-writer would,
@@ -20,6 +22,11 @@ extension Device {
         let perMessage = max(1, bind.datagramsPerMessage)
         let inlineContext = AEADContext(config.aead)
         let inlineScratch = DeliveryScratch(capacity: receivePool.maxPacketsPerBatch)
+        // The express lane holds one batch of the pool for its copies; bulk batches are numbered as they go.
+        let lane = receiveExpress == nil ? nil
+            : receivePool.take().map { ReceiveExpressLane(batch: $0, aead: config.aead) }
+        defer { if let lane { receivePool.give(lane.batch) } }
+        var bulkBatches: UInt64 = 0
         while isRunning {
             // Read only what the in-flight budget allows; beyond it, datagrams wait in the socket buffer.
             let room = receiveBudget.wait(atLeast: perMessage, nanoseconds: 100_000_000)
@@ -60,10 +67,17 @@ extension Device {
                 // packet, its inline count is there too.
                 counters.add(.rxInlinePackets, UInt64(live))
                 inlineContext.open(UnsafeMutableBufferPointer(start: batch.items, count: batch.count))
-                deliver(batch, inlineScratch, direct: true)
+                deliveryLock.withLock { deliver(batch, inlineScratch, direct: true) }
                 receivePool.give(batch)
                 continue
             }
+            // The express lane: small datagrams that may overtake what is in flight are delivered now.
+            if let lane, let express = receiveExpress,
+               expressAhead(batch, lane, express, number: bulkBatches + 1) == live {
+                receivePool.give(batch)
+                continue
+            }
+            bulkBatches += 1
             receiveBudget.took(batch.count)
             receiveQueue.push(batch)
             // A batch of one chunk or less is little work and likely interactive (acknowledgements, a ping's
@@ -132,6 +146,7 @@ extension Device {
             // boundary. Nothing waits for a later batch: only those already done are taken.
             var list = WriteList(pointers: pointers, lengths: lengths)
             var batch = first
+            deliveryLock.lock()
             while true {
                 judge(batch, scratch, into: &list)
                 held.append(batch)
@@ -140,6 +155,8 @@ extension Device {
                 batch = taken
             }
             write(list, direct: false)
+            receiveExpress?.table.noteDelivered(held.count)
+            deliveryLock.unlock()
             var done = 0
             for b in held {
                 done += b.count
@@ -172,12 +189,14 @@ extension Device {
     /// The judgement of an opened batch (tun-writer, or the udp-reader for one it opened itself): per packet the
     /// replay window, inner header, source address, RFC 6040 decapsulation and receive CoDel; the packets that
     /// pass are appended to `list`; then the per-peer events.
-    func judge(_ batch: PacketBatch, _ scratch: DeliveryScratch, into list: inout WriteList) {
+    /// `express`: the udp-reader's express copies, which bypass receive CoDel (ReceiveExpressLane.swift).
+    func judge(_ batch: PacketBatch, _ scratch: DeliveryScratch, into list: inout WriteList,
+               express: Bool = false) {
         let authenticated = scratch.authenticated, dataPackets = scratch.dataPackets
         let bytes = scratch.bytes, lastSource = scratch.lastSource
         for s in 0..<batch.keypairs.count { authenticated[s] = 0; dataPackets[s] = 0; bytes[s] = 0 }
         let now = clock.now()
-        prepareReceiveCoDel(batch)
+        if !express { prepareReceiveCoDel(batch) }
         var m = list.count
         for i in 0..<batch.count where batch.keypairSlot[i] != PacketBatch.dropped {
             let slot = Int(batch.keypairSlot[i])
@@ -216,8 +235,10 @@ extension Device {
                     break
                 }
             }
-            guard receiveCoDel(batch, i, peer: keypair.peerID, packet: p, length: inner, now: now) else {
-                continue
+            if !express {
+                guard receiveCoDel(batch, i, peer: keypair.peerID, packet: p, length: inner, now: now) else {
+                    continue
+                }
             }
             list.pointers[m] = p
             list.lengths[m] = UInt32(inner)

@@ -14,9 +14,9 @@
 //   batch (another batch waiting for the tun-writer, or a receive that filled its slots).
 // Off with --no-aqm. Each peer's state is allocated on its first judged packet, so idle peers cost one pointer.
 
-/// Per-peer receive CoDel states, owned by whichever thread delivers: the tun-writer, or the udp-reader while
-/// the receive budget is empty (then the tun-writer holds no batch; the budget's release/load hands them over).
-final class ReceiveAQM: @unchecked Sendable {  // the states are used by one delivering thread at a time (see above)
+/// Per-peer receive CoDel states, used by whichever thread delivers (the tun-writer, or the udp-reader for a batch
+/// it runs to completion) under Device.deliveryLock. The express lane's packets do not pass through them.
+final class ReceiveAQM: @unchecked Sendable {  // the states are used under Device.deliveryLock (see above)
     let params: CoDelParameters
     let peerCount: Int
     private let states: UnsafeMutablePointer<UnsafeMutablePointer<ReceiveCoDel>?>
@@ -78,7 +78,7 @@ extension Device {
         case .forward:
             return true
         case .markCE:
-            // (The tun-writer is the only writer of these per-peer figures.)
+            // (One delivering thread at a time writes these per-peer figures: Device.deliveryLock.)
             if ECN.markCE(packet: packet, length: length) {
                 counters.add(.rxCeMarks)
                 peers[Int(peer)].stats.bump(.rxCodelCeMarks, 1)
