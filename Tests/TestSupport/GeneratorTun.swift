@@ -99,7 +99,7 @@ public final class GeneratorTun: TunInterface, @unchecked Sendable {  // counter
             let length = Int(lengths[i])
             bytes += length
             if let expected, length != expectedLength || memcmp(buffers[i], expected, length) != 0 { bad += 1 }
-            if canary {  // only the device's one TUN writer thread gets here
+            if canary {  // writes never overlap (the device serializes them under its delivery lock)
                 free(canaryBlock)
                 canaryBlock = malloc(32)
             }

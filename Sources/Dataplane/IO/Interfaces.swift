@@ -12,8 +12,9 @@ public protocol TunInterface: AnyObject, Sendable {
               lengths: UnsafeMutablePointer<UInt32>, count: Int, timeoutMs: Int32) throws -> Int
     /// Writes `count` packets. Returns how many were written; a packet the kernel refuses is skipped, not retried.
     func write(_ buffers: UnsafePointer<UnsafeMutableRawPointer>, lengths: UnsafePointer<UInt32>, count: Int) -> Int
-    /// As `write`, but callable from a thread other than the usual writer while that one is idle: never through
-    /// state tied to the writing thread (an io_uring ring has a single issuer).
+    /// As `write`, but callable from a thread other than the usual writer: never through state tied to the
+    /// writing thread (an io_uring ring has a single issuer). Calls to `write` and `writeDirect` come from two
+    /// threads but never overlap (the device serializes them with its delivery lock).
     func writeDirect(_ buffers: UnsafePointer<UnsafeMutableRawPointer>, lengths: UnsafePointer<UInt32>,
                      count: Int) -> Int
     func wake()

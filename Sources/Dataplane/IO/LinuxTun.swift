@@ -4,7 +4,7 @@
 import CShims
 import Glibc
 
-public final class LinuxTun: TunInterface, @unchecked Sendable {  // fds are fixed after init; read state belongs to the reading thread, write state to the writing thread
+public final class LinuxTun: TunInterface, @unchecked Sendable {  // fds are fixed after init; read state belongs to the reading thread, write state to whichever thread holds the device's delivery lock
     public let name: String
     public let batchSize: Int
     /// The TUN_F_* offload bits the kernel accepted (0: none).
@@ -204,7 +204,7 @@ public final class LinuxTun: TunInterface, @unchecked Sendable {  // fds are fix
         writePackets(buffers, lengths: lengths, count: count, ring: ring)
     }
 
-    /// Without the ring (its single issuer is the tun-writer): the udp-reader's writes while the tun-writer idles.
+    /// Without the ring (its single issuer is the tun-writer): the udp-reader's writes, under the delivery lock.
     public func writeDirect(_ buffers: UnsafePointer<UnsafeMutableRawPointer>, lengths: UnsafePointer<UInt32>,
                             count: Int) -> Int {
         writePackets(buffers, lengths: lengths, count: count, ring: nil)

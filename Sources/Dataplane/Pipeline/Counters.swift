@@ -25,8 +25,8 @@ public enum Counter: Int, CaseIterable, Sendable {
     /// Packets of sparse flows sent through the send path's express lane, sealed and sent by the tun-reader
     /// (SendQueue.swift).
     case txExpressPackets
-    /// Small received packets delivered by the udp-reader ahead of the bulk batches in flight (the receive
-    /// express lane, ReceiveExpressLane.swift).
+    /// Small received packets the udp-reader took ahead of the bulk batches in flight (the receive express lane,
+    /// ReceiveExpressLane.swift), each then delivered or dropped and counted as usual.
     case rxExpressPackets
     /// Packets sealed and handed to the socket by the tun-reader, and transport messages opened by the udp-reader
     /// (each then delivered or dropped and counted as usual), because the batch was small and found its

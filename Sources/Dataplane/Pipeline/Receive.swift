@@ -22,10 +22,9 @@ extension Device {
         let perMessage = max(1, bind.datagramsPerMessage)
         let inlineContext = AEADContext(config.aead)
         let inlineScratch = DeliveryScratch(capacity: receivePool.maxPacketsPerBatch)
-        // The express lane holds one batch of the pool for its copies; bulk batches are numbered as they go.
+        // The express lane's own copies; bulk batches are numbered as they go to the pool.
         let lane = receiveExpress == nil ? nil
-            : receivePool.take().map { ReceiveExpressLane(batch: $0, aead: config.aead) }
-        defer { if let lane { receivePool.give(lane.batch) } }
+            : ReceiveExpressLane(aead: config.aead, node: Placement.pipelineHome(config.placements)?.node)
         var bulkBatches: UInt64 = 0
         while isRunning {
             // Read only what the in-flight budget allows; beyond it, datagrams wait in the socket buffer.
@@ -73,7 +72,8 @@ extension Device {
             }
             // The express lane: small datagrams that may overtake what is in flight are delivered now.
             if let lane, let express = receiveExpress,
-               expressAhead(batch, lane, express, number: bulkBatches + 1) == live {
+               expressAhead(batch, lane, express, number: bulkBatches + 1,
+                            inFlight: receiveBudget.limit - receiveBudget.available) == live {
                 receivePool.give(batch)
                 continue
             }
@@ -250,7 +250,7 @@ extension Device {
             total += bytes[s]
             peers[Int(keypair.peerID)].stats.add(.rxPackets, UInt64(dataPackets[s]))
             received(on: keypair, from: batch.endpoints[lastSource[s]], data: dataPackets[s] > 0,
-                     bytes: bytes[s], now: now)
+                     bytes: bytes[s], now: now, roam: !express)
         }
         counters.add(.rxBytes, total)
     }
@@ -275,8 +275,11 @@ extension Device {
         return nil
     }
 
-    /// Per-peer consequences of authenticated packets on `keypair` in one batch.
-    func received(on keypair: Keypair, from source: Endpoint, data: Bool, bytes: UInt64, now: UInt64) {
+    /// Per-peer consequences of authenticated packets on `keypair` in one batch. `roam`: whether `source` may
+    /// become the peer's endpoint (not for express packets, which overtake datagrams read before them: a bulk
+    /// batch from the old address still in flight would move it back).
+    func received(on keypair: Keypair, from source: Endpoint, data: Bool, bytes: UInt64, now: UInt64,
+                  roam: Bool = true) {
         let peer = peers[Int(keypair.peerID)]
         peer.rxBytes.add(bytes, ordering: .relaxed)
         var confirmed = false
@@ -290,7 +293,7 @@ extension Device {
                 peer.timers.handshakeComplete()
                 confirmed = true
             }
-            if peer.endpoint != source {
+            if roam && peer.endpoint != source {
                 peer.endpoint = source
                 roamed = true
             }

@@ -23,42 +23,50 @@ final class ReceiveExpress: @unchecked Sendable {  // the table is used only und
 
 }
 
-/// The udp-reader's own buffers for the lane.
+/// The udp-reader's own buffers for the lane: a small batch over a slab of its own, one slot per copy.
 final class ReceiveExpressLane {
     /// Small datagrams checked per batch; more than this (a flood of small packets, which is not sparse) go to
     /// the pool unchecked, and until they are delivered nothing overtakes.
     static let perBatch = 32
-    static let stride = (ExpressRule.maxDatagram + 63) & ~63
+    /// The most datagrams that may be between the socket and the TUN, the batch being read included, for the lane
+    /// to run: half the replay window (ReplayWindow.windowSize).
+    static let maxGap = Int(ReplayWindow.windowSize / 2)
 
-    /// A batch of the receive pool, held for the reader's life, that carries the copies through judge().
+    /// Holds the copies' slots (the batch points into it).
+    let slab: PacketSlab
+    /// Carries the copies through judge(); slot k holds copy k.
     let batch: PacketBatch
-    let copies: UnsafeMutableRawPointer
     /// For each copy, its datagram's index in the batch read.
     let origin: UnsafeMutablePointer<Int>
     let scratch: DeliveryScratch
     let context: AEADContext
 
-    init(batch: PacketBatch, aead: AEADImplementation) {
-        self.batch = batch
-        copies = .allocate(byteCount: Self.perBatch * Self.stride, alignment: 64)
+    init(aead: AEADImplementation, node: Int?) {
+        slab = PacketSlab(slotSize: ExpressRule.maxDatagram, slotCount: Self.perBatch, node: node)
+        batch = PacketBatch(slab: slab, firstSlot: 0, bufferCount: Self.perBatch, capacity: Self.perBatch)
         origin = .allocate(capacity: Self.perBatch)
         origin.initialize(repeating: 0, count: Self.perBatch)
         scratch = DeliveryScratch(capacity: Self.perBatch)
         context = AEADContext(aead)
     }
 
-    deinit {
-        copies.deallocate()
-        origin.deallocate()
-    }
+    deinit { origin.deallocate() }
 }
 
 extension Device {
     /// udp-reader: delivers the small datagrams of `batch` that may overtake the bulk in flight (see the top of the
-    /// file); `number` is the bulk batch number `batch` gets if it goes to the pool. Returns how many were taken
-    /// out of `batch` (delivered, or dropped and counted as the tun-writer would).
+    /// file); `number` is the bulk batch number `batch` gets if it goes to the pool, `inFlight` how many datagrams
+    /// are read and not yet delivered. Returns how many were taken out of `batch` (delivered, or dropped and
+    /// counted as the tun-writer would).
     func expressAhead(_ batch: PacketBatch, _ lane: ReceiveExpressLane, _ express: ReceiveExpress,
-                      number: UInt64) -> Int {
+                      number: UInt64, inFlight: Int) -> Int {
+        // A packet that goes ahead moves its keypair's replay window past everything in flight: the oldest of
+        // those must stay well inside the window (counters also skip what was lost on the way), or it would be
+        // rejected as too old when it arrives. With many workers the receive budget alone can exceed it.
+        guard inFlight + batch.count <= ReceiveExpressLane.maxGap else {
+            express.table.noteUnchecked(batch: number)
+            return 0
+        }
         let copy = lane.batch
         copy.reset()
         var k = 0
@@ -69,7 +77,7 @@ extension Device {
                 unchecked = true
                 break
             }
-            let p = lane.copies + k * ReceiveExpressLane.stride
+            let p = copy.buffers[k]
             p.copyMemory(from: batch.packets[i], byteCount: Int(batch.lengths[i]))
             let item = batch.items[i]
             copy.packets[k] = p

@@ -3,7 +3,7 @@ import CShims
 import Crypto
 
 /// One direction pair of transport keys derived from a completed handshake.
-public final class Keypair: @unchecked Sendable {  // immutable except the atomic send counter and `replay`, which only the receive serial stage touches
+public final class Keypair: @unchecked Sendable {  // immutable except the atomic send counter and `replay`, which is touched only under the device's delivery lock
     public let sendKey: SecretKey
     public let receiveKey: SecretKey
     public let localIndex: UInt32
@@ -13,7 +13,8 @@ public final class Keypair: @unchecked Sendable {  // immutable except the atomi
     /// Next counter to send; fetch-add reserves counters, so nonces are assigned serially without a lock.
     /// Private: its storage lives only as long as the keypair, so it is reached only through the keypair.
     private let sendCounter = SendCounter()
-    /// Only the receive serial stage reads and writes this (after decryption).
+    /// Read and written only by the thread delivering received packets, under Device.deliveryLock (after
+    /// decryption).
     public var replay = ReplayWindow()
     public let peerID: Int32
 
