@@ -119,12 +119,11 @@ def main():
     for scen in scen_order:
         cfgs = sorted(configs[scen], key=lambda c: configs[scen][c].get("order", 0))
         summary[scen] = {}
+        mine = {cid: [b for b in blocks if b.get("scenario") == scen and b.get("config") == cid] for cid in cfgs}
         for cid in cfgs:
-            mine = [b for b in blocks if b.get("scenario") == scen and b.get("config") == cid]
-            summary[scen][cid] = summarise(mine)
+            summary[scen][cid] = summarise(mine[cid])
         base = (summary[scen].get("vpnfast-noaqm") or {}).get("throughput_mbps")
-        base_by_round = {b.get("round"): b.get("throughput_mbps") for b in blocks
-                         if b.get("scenario") == scen and b.get("config") == "vpnfast-noaqm"}
+        base_by_round = {b.get("round"): b.get("throughput_mbps") for b in mine.get("vpnfast-noaqm", [])}
         for cid in cfgs:
             s = summary[scen][cid]
             t = s["throughput_mbps"]
@@ -133,8 +132,7 @@ def main():
             # Each round's own pair (the blocks alternate within a round), to show how much the ratio moves.
             s["throughput_pct_of_noaqm_per_round"] = [
                 100.0 * b["throughput_mbps"] / base_by_round[b.get("round")]
-                for b in sorted((b for b in blocks if b.get("scenario") == scen and b.get("config") == cid),
-                                key=lambda b: b.get("round") or 0)
+                for b in sorted(mine[cid], key=lambda b: b.get("round") or 0)
                 if b.get("throughput_mbps") and base_by_round.get(b.get("round"))]
             if (scen, cid) in TARGET_ROWS:
                 targets.setdefault(scen, {})[cid] = judge(s, configs[scen][cid])

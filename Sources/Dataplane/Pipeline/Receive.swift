@@ -6,8 +6,8 @@
 //   tun-writer: wait for the oldest batch to be opened → per packet: replay window (only after the AEAD opened),
 //               inner IP header and length check, source address must belong to the sending peer → write to the
 //               TUN → per-peer events: session confirmation, roaming, timers, key freshness.
-// Express lane (ReceiveExpressLane.swift): before a bulk batch goes to the workers, its pings and pure TCP
-// acknowledgements are opened and delivered by the udp-reader at once, ahead of the bulk still in flight.
+// Express lane (ReceiveExpressLane.swift): before a bulk batch goes to the workers, its ICMP messages and TCP
+// segments without data are opened and delivered by the udp-reader at once, ahead of the bulk still in flight.
 // Run to completion: a batch of at most Device.inlineMaxPackets / inlineMaxBytes that finds the receive budget
 // empty (nothing read is still on its way, so the tun-writer holds no batch and no earlier packet can be
 // overtaken) is opened by the udp-reader with its own AEAD context and delivered by it, as the tun-writer would,
@@ -66,14 +66,14 @@ extension Device {
                 // packet, its inline count is there too.
                 counters.add(.rxInlinePackets, UInt64(live))
                 inlineContext.open(UnsafeMutableBufferPointer(start: batch.items, count: batch.count))
-                deliveryLock.withLock { deliver(batch, inlineScratch, direct: true) }
+                deliveryLock.withLock { deliver(batch, inlineScratch) }
                 receivePool.give(batch)
                 continue
             }
             // The express lane: small datagrams that may overtake what is in flight are delivered now.
             if let lane, let express = receiveExpress,
                expressAhead(batch, lane, express, number: bulkBatches + 1,
-                            inFlight: receiveBudget.limit - receiveBudget.available) == live {
+                            inFlight: receiveBudget.inFlightCount) == live {
                 receivePool.give(batch)
                 continue
             }
@@ -167,12 +167,12 @@ extension Device {
         }
     }
 
-    /// The udp-reader's work for a batch it opened itself: judge it, then write what is left to the TUN without
-    /// the tun-writer's own ring (`direct`).
-    func deliver(_ batch: PacketBatch, _ scratch: DeliveryScratch, direct: Bool) {
+    /// The udp-reader's work for a batch it opened itself (run to completion, or its express copies), under
+    /// deliveryLock: judge it, then write what is left to the TUN without the tun-writer's own ring.
+    func deliver(_ batch: PacketBatch, _ scratch: DeliveryScratch, express: Bool = false) {
         var list = WriteList(pointers: batch.ioPointers, lengths: batch.ioLengths)
-        judge(batch, scratch, into: &list)
-        write(list, direct: direct)
+        judge(batch, scratch, into: &list, express: express)
+        write(list, direct: true)
     }
 
     /// Writes the judged packets to the TUN and counts what was written and what the TUN refused.

@@ -26,6 +26,9 @@ final class ReceiveBudget: @unchecked Sendable {  // counts are atomic; the cond
     /// Datagrams that may be read now.
     @inline(__always) var available: Int { limit - inFlight.load(ordering: .sequentiallyConsistent) }
 
+    /// Datagrams read and not yet done with.
+    @inline(__always) var inFlightCount: Int { inFlight.load(ordering: .sequentiallyConsistent) }
+
     /// Nothing is in flight: every datagram read has been delivered (or dropped) by the tun-writer, which
     /// therefore holds no batch.
     @inline(__always) var isIdle: Bool { inFlight.load(ordering: .sequentiallyConsistent) == 0 }

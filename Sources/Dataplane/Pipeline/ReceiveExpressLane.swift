@@ -20,7 +20,6 @@ import Crypto
 final class ReceiveExpress: @unchecked Sendable {  // the table is used only under Device.deliveryLock
     @exclusivity(unchecked) var table = ExpressFlowTable()
     let hasher = FlowHasher(key: SecureRandom.bytes(16))
-
 }
 
 /// The udp-reader's own buffers for the lane: a small batch over a slab of its own, one slot per copy.
@@ -91,7 +90,7 @@ extension Device {
             lane.origin[k] = i
             k += 1
         }
-        if k == 0 && !unchecked { return 0 }
+        if k == 0 { return 0 }   // (unchecked implies k == perBatch)
         copy.count = k
         lane.context.open(UnsafeMutableBufferPointer(start: copy.items, count: k))
         var moved = 0
@@ -119,9 +118,7 @@ extension Device {
         if moved > 0 {
             // Counted before delivery, as the run-to-completion path counts.
             counters.add(.rxExpressPackets, UInt64(moved))
-            var list = WriteList(pointers: copy.ioPointers, lengths: copy.ioLengths)
-            judge(copy, lane.scratch, into: &list, express: true)
-            write(list, direct: true)
+            deliver(copy, lane.scratch, express: true)
         }
         deliveryLock.unlock()
         if moved > 0 {
