@@ -2,15 +2,15 @@
 # Prerequisites of the benchmark harnesses (perf/run.sh, perf/latency.sh):
 # everything scripts/install-deps.sh installs for building and testing
 # vpnfast (iperf3, irtt, ping, tc from iproute2, wireguard-go among them),
-# plus what only the harnesses need: Debian's matplotlib for the plots and
-# procps.
+# plus what only the harnesses need: Debian's matplotlib for the plots,
+# fping (latency.sh's ICMP probe) and procps.
 #
 # Idempotent: when everything is installed it touches neither apt nor the
 # network. Usage (as root): bash perf/install-deps.sh
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-PERF_PACKAGES=(python3-matplotlib procps)
+PERF_PACKAGES=(python3-matplotlib fping procps)
 
 say() { printf 'perf-deps: %s\n' "$*" >&2; }
 

@@ -6,8 +6,9 @@
 Between two namespaces whose tunnel is already up (A is the client side, B
 the server side), it runs for the whole block:
 
-  - ping from A to ADDR every --ping-interval seconds (`ping -D`, so each
-    reply carries the wall-clock time it arrived);
+  - ping from A to ADDR every --ping-interval seconds (`fping -D`, or
+    `ping -D` with --ping-tool iputils, so each reply carries the wall-clock
+    time it arrived);
   - a sparse UDP flow, `irtt client -i INTERVAL` from A to an irtt server in
     B (JSON with the send and receive time of every round trip);
 
@@ -41,6 +42,21 @@ import measure  # noqa: E402  (perf/measure.py: /proc readers, background CPU)
 
 PING_LINE = re.compile(r"^\[(\d+\.\d+)\] \d+ bytes from .*icmp_seq=(\d+) .*time=([0-9.]+) ms")
 PING_SENT = re.compile(r"^(\d+) packets transmitted")
+FPING_LINE = re.compile(r"^\[(\d+\.\d+)\] \S+ : \[(\d+)\], \d+ bytes, ([0-9.]+) ms")
+FPING_SENT = re.compile(r"^\S+ : xmt/rcv/%loss = (\d+)/")
+
+
+def ping_command(tool, interval, seconds, dst):
+    """The ICMP probe's command line: `interval` seconds apart for `seconds` seconds, each reply timestamped.
+
+    fping (the default) sends on its schedule and sleeps in between. iputils ping with an interval under one
+    clock tick (10 ms at USER_HZ 100) spins on sched_yield and non-blocking reads while no reply is outstanding,
+    so its CPU use grows as the RTT shrinks, and it sent every 13-16 ms instead of 10 here.
+    """
+    if tool == "fping":
+        return ["fping", "-D", "-c", str(max(1, int(round(seconds / interval)))), "-p", "%d" % round(interval * 1000),
+                "-t", "2000", dst]
+    return ["ping", "-D", "-n", "-i", str(interval), "-W", "2", "-w", "%d" % int(round(seconds)), dst]
 
 
 def percentile(sorted_vals, q):
@@ -74,23 +90,24 @@ def window_stats(series, t0, t1):
     return out
 
 
-def parse_ping(path):
-    """[(send wall time, rtt ms or None)] from `ping -D -n` output, and an error or None.
+def parse_ping(path, tool="fping"):
+    """[(send wall time, rtt ms or None)] from the probe's output (`ping -D -n` or `fping -D -c`), and an error
+    or None.
 
-    ping prints the time a reply arrived; the send time is that minus the RTT.
-    A lost probe's send time is interpolated from its neighbours' (ping sends on
-    a fixed schedule, so this is close).
+    Both print the time a reply arrived; the send time is that minus the RTT. A lost probe's send time is
+    interpolated from its neighbours' (both send on a fixed schedule, so this is close).
     """
+    line_re, sent_re, first = (FPING_LINE, FPING_SENT, 0) if tool == "fping" else (PING_LINE, PING_SENT, 1)
     got, sent = {}, None
     try:
         with open(path, errors="replace") as f:
             for line in f:
-                m = PING_LINE.match(line)
+                m = line_re.match(line)
                 if m:
                     seq, rtt = int(m.group(2)), float(m.group(3))
                     got.setdefault(seq, (float(m.group(1)) - rtt / 1000.0, rtt))
                     continue
-                m = PING_SENT.match(line)
+                m = sent_re.match(line)
                 if m:
                     sent = int(m.group(1))
     except OSError as e:
@@ -98,12 +115,11 @@ def parse_ping(path):
     if not got:
         return [], "ping got no replies"
     seqs = sorted(got)
-    first = seqs[0]
-    # icmp_seq starts at 1 and may wrap at 65536 (never within a block at 100/s).
+    # Sequence numbers start at `first` (iputils 1, fping 0) and wrap at 65536 (never within a block at 100/s).
     last = max(seqs[-1], first + (sent or 0) - 1)
     out, known = [], [(s, got[s][0]) for s in seqs]
     k = 0
-    for seq in range(1, last + 1):
+    for seq in range(first, last + 1):
         if seq in got:
             out.append(got[seq])
             continue
@@ -198,6 +214,16 @@ def iperf_result(path, direction):
     return rec
 
 
+def child_pid(pid):
+    """The first child of process `pid`, or None."""
+    try:
+        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+            kids = f.read().split()
+    except OSError:
+        return None
+    return int(kids[0]) if kids else None
+
+
 def qdisc_stats(ns, dev):
     try:
         out = subprocess.run(["ip", "netns", "exec", ns, "tc", "-s", "-j", "qdisc", "show", "dev", dev],
@@ -248,15 +274,18 @@ def cmd_block(a):
         ping_out = os.path.join(a.logdir, "ping.txt")
         irtt_json = os.path.join(a.logdir, "irtt.json")
         t_start = time.time()
-        ping = spawn(ns_a + ["timeout", str(int(probe_s + 15)), "ping", "-D", "-n", "-i", str(a.ping_interval),
-                             "-W", "2", "-w", "%d" % int(round(probe_s)), a.dst], open(ping_out, "w"))
+        ping = spawn(ns_a + ["timeout", str(int(probe_s + 15))] + ping_command(a.ping_tool, a.ping_interval, probe_s,
+                                                                           a.dst), open(ping_out, "w"))
         irtt = spawn(ns_a + ["timeout", str(int(probe_s + 30)), "irtt", "client", "-Q", "-i", a.irtt_interval,
                              "-d", "%gs" % probe_s, "--wait=2x1s", "-o", irtt_json,
                              "%s:%d" % (a.dst, irtt_port)], log("irtt-client.log"))
         time.sleep(a.idle)
+        # ping itself, below `ip netns exec` (which execs) and `timeout` (which forks it).
+        ping_pid = child_pid(ping.pid)
 
         # The load.
         cpu0 = [measure.cpu_seconds(p) for p in pids]
+        ping_cpu0 = measure.cpu_seconds(ping_pid)
         t_load0 = time.time()
         clients = []
         for p in iperf_ports:
@@ -270,6 +299,12 @@ def cmd_block(a):
             finish(c, a.seconds + 45)
         t_load1 = time.time()
         cpu1 = [measure.cpu_seconds(p) for p in pids]
+        ping_cpu1 = measure.cpu_seconds(ping_pid)
+        if ping_cpu0 is not None and ping_cpu1 is not None and t_load1 > t_load0:
+            # The probe's own CPU under load: iputils ping spins (sched_yield, non-blocking recvmsg) until the next
+            # send when no reply is outstanding and the interval is under one clock tick, so a tunnel with a short
+            # RTT makes ping use more CPU, which the load then lacks.
+            rec["ping_cpu_share"] = (ping_cpu1 - ping_cpu0) / (t_load1 - t_load0)
         rec["qdisc"] = {}
         for ns, side in ((a.ns_a, "a"), (a.ns_b, "b")):
             q = qdisc_stats(ns, a.underlay_dev)
@@ -300,7 +335,7 @@ def cmd_block(a):
         rec["t_load_start_wall"] = t_load0
         rec["load_wall_seconds"] = t_load1 - t_load0
         rec["probes"], rec["series"] = {}, {}
-        for name, (series, err) in (("ping", parse_ping(ping_out)), ("irtt", parse_irtt(irtt_json))):
+        for name, (series, err) in (("ping", parse_ping(ping_out, a.ping_tool)), ("irtt", parse_irtt(irtt_json))):
             if err:
                 errors.append("%s: %s" % (name, err))
             rel = [(t - t_load0, r) for t, r in series]
@@ -325,10 +360,10 @@ def cmd_baseline(a):
     out = os.path.join(a.logdir, "baseline-ping.txt")
     os.makedirs(a.logdir, exist_ok=True)
     with open(out, "w") as f:
-        subprocess.run(["ip", "netns", "exec", a.ns_a, "timeout", str(int(a.seconds + 10)), "ping", "-D", "-n",
-                        "-i", str(a.ping_interval), "-W", "2", "-w", "%d" % int(round(a.seconds)), a.dst],
+        subprocess.run(["ip", "netns", "exec", a.ns_a, "timeout", str(int(a.seconds + 10))]
+                       + ping_command(a.ping_tool, a.ping_interval, a.seconds, a.dst),
                        stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT)
-    series, err = parse_ping(out)
+    series, err = parse_ping(out, a.ping_tool)
     rec = {"dst": a.dst, "seconds": a.seconds}
     if err:
         rec["error"] = err
@@ -353,6 +388,7 @@ def main():
     b.add_argument("--warmup", type=float, default=1.0, help="seconds of load left out of the loaded window")
     b.add_argument("--tail", type=float, default=1.5, help="probe seconds after the load")
     b.add_argument("--ping-interval", type=float, default=0.01)
+    b.add_argument("--ping-tool", choices=("fping", "iputils"), default="fping")
     b.add_argument("--irtt-interval", default="10ms")
     b.add_argument("--cc", default="keep", help="iperf3 -C ALGO, or keep")
     b.add_argument("--pids", default="")
@@ -366,6 +402,7 @@ def main():
     bl.add_argument("--dst", required=True, help="underlay address of side B")
     bl.add_argument("--seconds", type=float, default=3.0)
     bl.add_argument("--ping-interval", type=float, default=0.01)
+    bl.add_argument("--ping-tool", choices=("fping", "iputils"), default="fping")
     bl.add_argument("--logdir", required=True)
     bl.set_defaults(fn=cmd_baseline)
     a = p.parse_args()

@@ -2,15 +2,15 @@
 # vpnfast latency under load (issue 4's benchmarks): RTT idle and under bulk
 # TCP load through vpnfast (fq_codel), vpnfast --no-aqm and wireguard-go,
 # side by side on the same two-namespace topology, implementations
-# alternating within each round.
+# alternating within each round (the order rotates from round to round).
 #
 # Scenarios (each block: idle probes, then the load with the probes still on):
 #   cpu    4 TCP streams A→B fill the tunnel; the CPU is the bottleneck
 #   link   the underlay veth A→B shaped with tbf (100mbit, deep buffer);
 #          4 TCP streams A→B; vpnfast also with --rate (when it has it)
 #   rrul   the underlay shaped both ways; 4 streams A→B and 4 B→A at once
-# The probes, from A to B through the tunnel: ping every 10 ms and a sparse
-# UDP flow (irtt client -i 10ms against an irtt server in B).
+# The probes, from A to B through the tunnel: ping every 10 ms (fping) and a
+# sparse UDP flow (irtt client -i 10ms against an irtt server in B).
 #
 # Usage (as root, from anywhere):  bash perf/latency.sh [options]
 #   --rounds N            rounds; each runs every scenario and implementation once (default 3)
@@ -31,6 +31,11 @@
 #                         cubic, Linux's default and the loss-based kind that fills
 #                         buffers; "keep": the namespace default)
 #   --tcp-ecn             set net.ipv4.tcp_ecn=1 in both namespaces (default: kernel default)
+#   --ping-tool fping|iputils
+#                         the ICMP probe (default fping). iputils ping -i 0.01 spins
+#                         (sched_yield) while no reply is outstanding, taking CPU from
+#                         a CPU-bound load the more the shorter the RTT, and here sends
+#                         every 13-16 ms instead of 10; fping sleeps between probes
 #   --skip-deps           do not run perf/install-deps.sh first
 #   --out DIR             where <UTC timestamp>/ goes (default perf/results)
 #   --no-lock             do not take /tmp/vpnfast-build.lock
@@ -71,6 +76,7 @@ TBF_LATENCY=300ms
 VPNFAST_RATE=95mbit
 TCP_ECN=""
 CC=cubic
+PING_TOOL=fping
 SKIP_DEPS=0
 OUT_BASE="$PERF_DIR/results"
 LOCK_MODE=per-block
@@ -88,6 +94,7 @@ is_num() { [[ "$1" =~ ^[0-9]+(\.[0-9]+)?$ ]]; }
 while (($# > 0)); do
     case "$1" in
         --rounds) ROUNDS=${2:-}; shift 2 ;;
+        --ping-tool) PING_TOOL=${2:-}; shift 2 ;;
         --seconds) LOAD_SECONDS=${2:-}; shift 2 ;;
         --idle-seconds) IDLE_SECONDS=${2:-}; shift 2 ;;
         --warmup) WARMUP=${2:-}; shift 2 ;;
@@ -195,7 +202,9 @@ fi
 if ! command -v swift >/dev/null 2>&1 && [[ -x /opt/swift/usr/bin/swift ]]; then
     export PATH="/opt/swift/usr/bin:$PATH"
 fi
-for tool in ip tc wg iperf3 irtt ping ss flock; do
+[[ "$PING_TOOL" == fping || "$PING_TOOL" == iputils ]] || die "--ping-tool must be fping or iputils"
+PING_BIN=$([[ $PING_TOOL == fping ]] && echo fping || echo ping)
+for tool in ip tc wg iperf3 irtt "$PING_BIN" ss flock; do
     command -v "$tool" >/dev/null 2>&1 || die "missing tool: $tool (bash perf/install-deps.sh)"
 done
 
@@ -244,7 +253,7 @@ rec "$META" "kind=latency" \
     "machine.hostname=$(uname -n)" "machine.loadavg_start=$(cut -d' ' -f1-3 /proc/loadavg)" \
     "settings.rounds:=$ROUNDS" "settings.load_seconds:=$LOAD_SECONDS" "settings.idle_seconds:=$IDLE_SECONDS" \
     "settings.warmup_seconds:=$WARMUP" "settings.streams:=$STREAMS" "settings.scenarios=$SCENARIOS" \
-    "settings.ping_interval_ms:=10" "settings.irtt_interval_ms:=10" \
+    "settings.ping_interval_ms:=10" "settings.ping_tool=$PING_TOOL" "settings.irtt_interval_ms:=10" \
     "settings.link_rate=$LINK_RATE" "settings.tbf_burst=$TBF_BURST" "settings.tbf_latency=$TBF_LATENCY" \
     "settings.vpnfast_rate=$VPNFAST_RATE" "settings.tcp_ecn=${TCP_ECN:-kernel default}" \
     "settings.lock=$LOCK_MODE" "settings.quiet_wait:=$QUIET_WAIT" "settings.busy_threshold_pct:=$BUSY_PCT" \
@@ -257,7 +266,7 @@ rec "$META" "kind=latency" \
     "wireguard_go.binary=$WGGO_BIN" "wireguard_go.version=${WGGO_VER:-?}" \
     "tools.iperf3=$(iperf3 --version 2>/dev/null | head -n1)" \
     "tools.irtt=$(irtt version 2>/dev/null | head -n1)" \
-    "tools.ping=$(ping -V 2>/dev/null | head -n1)" || die "cannot write $META"
+    "tools.ping=$(if [[ $PING_TOOL == fping ]]; then fping --version 2>&1; else ping -V 2>/dev/null; fi | head -n1)" || die "cannot write $META"
 
 # The configurations of each scenario, in the order each round runs them.
 # ID|LABEL|KIND|ARGS|NOTE
@@ -306,7 +315,7 @@ rec "$META" "settings.tcp_ecn_value=$(ip netns exec "${VF_NS[a]}" sysctl -n net.
 say "baseline: idle ping over the bare underlay"
 lock_take
 "$PY" "$LATENCY" baseline --ns-a "${VF_NS[a]}" --dst "${VF_U4[b]}" --seconds "$IDLE_SECONDS" \
-    --logdir "$RES/logs" >"$VF_TMP/baseline.json" && rec "$META" "underlay_baseline:=$(cat "$VF_TMP/baseline.json")"
+    --ping-tool "$PING_TOOL" --logdir "$RES/logs" >"$VF_TMP/baseline.json" && rec "$META" "underlay_baseline:=$(cat "$VF_TMP/baseline.json")"
 lock_drop
 
 # shape SCENARIO: tbf on the underlay in the direction(s) the bulk traffic takes.
@@ -374,7 +383,7 @@ run_block() { # ROUND SCENARIO ID LABEL KIND ARGS
         run_waited timeout $((LOAD_SECONDS * 2 + ${IDLE_SECONDS%.*} + 150)) \
             "$PY" "$LATENCY" block --ns-a "${VF_NS[a]}" --ns-b "${VF_NS[b]}" --dst "${VF_T4[b]}" \
             --load "$load" --streams "$STREAMS" --idle "$IDLE_SECONDS" --seconds "$LOAD_SECONDS" \
-            --warmup "$WARMUP" --cc "$CC" --pids "$pids" --port-base $((30000 + (BLOCK % 300) * 10)) \
+            --warmup "$WARMUP" --cc "$CC" --ping-tool "$PING_TOOL" --pids "$pids" --port-base $((30000 + (BLOCK % 300) * 10)) \
             --logdir "$RES/logs/$name" --out "$out.m" || rec "$out" "error=measurement helper failed (status $?)"
         if [[ -s "$out.m" ]]; then
             "$PY" - "$out" "$out.m" <<'EOF'
@@ -398,11 +407,17 @@ EOF
     done
 }
 
+# Round r starts each scenario's list at its (r-1)-th configuration (a rotation): over n rounds each configuration
+# runs once in each position, so the machine's drift from block to block is not pinned to one configuration as a
+# fixed order would pin it. The report pairs blocks by round, whatever their order.
 for ((r = 1; r <= ROUNDS; r++)); do
     for scen in ${SCENARIOS//,/ }; do
-        while IFS='|' read -r id label kind args _note; do
+        mapfile -t cfg_lines < <(cfgs_for "$scen")
+        n=${#cfg_lines[@]}
+        for ((k = 0; k < n; k++)); do
+            IFS='|' read -r id label kind args _note <<<"${cfg_lines[$(((k + r - 1) % n))]}"
             run_block "$r" "$scen" "$id" "$label" "$kind" "$args" </dev/null
-        done < <(cfgs_for "$scen")
+        done
     done
 done
 

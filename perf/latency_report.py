@@ -86,6 +86,7 @@ def summarise(blocks):
         q = (b.get("qdisc") or {}).get("a") or []
         drops.append(sum(x.get("drops", 0) for x in q if x.get("kind") == "tbf") if q else None)
     s["tbf_drops_a"] = med(drops)
+    s["ping_cpu_pct"] = med([100 * b["ping_cpu_share"] for b in blocks if b.get("ping_cpu_share") is not None])
     return s
 
 
@@ -200,9 +201,10 @@ def write_markdown(res, meta, configs, scen_order, summary, targets, blocks):
          "| wireguard-go | %s (`%s`) |" % (md_escape(wg.get("version", "?")), md_escape(wg.get("binary", "?"))),
          "| Tools | %s; %s; %s |" % tuple(md_escape(meta.get("tools", {}).get(k, "?")) for k in ("iperf3", "irtt", "ping")),
          "| Settings | %s round(s); per block %s s idle, then %s s of load (the first %s s left out of the "
-         "loaded window); ping and irtt every 10 ms; %s TCP streams per direction; TCP ECN sysctl %s, "
+         "loaded window); ping (%s) and irtt every 10 ms; %s TCP streams per direction; TCP ECN sysctl %s, "
          "congestion control %s |" % (rounds, st.get("idle_seconds"), st.get("load_seconds"),
-                                       st.get("warmup_seconds"), st.get("streams"), st.get("tcp_ecn_value", "?"),
+                                       st.get("warmup_seconds"), st.get("ping_tool", "iputils"), st.get("streams"),
+                                       st.get("tcp_ecn_value", "?"),
                                        st.get("tcp_congestion_control", "?")),
          "| Shaping (link, rrul) | `tc qdisc add dev ul0 root tbf rate %s burst %s latency %s` on the "
          "underlay veth (A's side; both sides for rrul) |" % (st.get("link_rate"), st.get("tbf_burst"),
@@ -223,9 +225,10 @@ def write_markdown(res, meta, configs, scen_order, summary, targets, blocks):
     L.append("RTT cells are **p50 / p90 / p99 / max in ms**, each the median over the rounds. Δp99 = loaded p99 − "
              "idle p99 (median of the per-round differences). Throughput: what the iperf3 receiver(s) counted, "
              "Mbit/s (both directions added for rrul); %% of --no-aqm compares the medians, and \"rounds\" lists "
-             "each round's own pair (the blocks alternate within a round). Target (issue 4), for vpnfast with fq_codel in the "
-             "CPU-bound and link-bound cases: loaded ping p99 ≤ idle p99 + %g ms and throughput ≥ %.0f %% of "
-             "`--no-aqm`; the other rows are for comparison." % (LAT_SLACK_MS, 100 * TPUT_FRACTION))
+             "each round's own pair (the blocks alternate within a round, in an order that rotates from round to "
+             "round). Target (issue 4), for vpnfast with fq_codel in the CPU-bound and link-bound cases: loaded "
+             "ping p99 ≤ idle p99 + %g ms and throughput ≥ %.0f %% of `--no-aqm`; the other rows are for "
+             "comparison." % (LAT_SLACK_MS, 100 * TPUT_FRACTION))
     L.append("")
     for scen in scen_order:
         title = SCENARIOS[scen]
@@ -284,6 +287,8 @@ def write_markdown(res, meta, configs, scen_order, summary, targets, blocks):
                 r = s["retransmits_%s" % d]
                 if r:
                     bits.append("TCP retransmits %s %d" % ("A→B" if d == "fwd" else "B→A", r["median"]))
+            if s["ping_cpu_pct"]:
+                bits.append("ping's own CPU under load %.1f %% of a vCPU" % s["ping_cpu_pct"]["median"])
             if bits:
                 extra.append("%s: %s" % (configs[scen][cid]["label"], ", ".join(bits)))
             for e in s["errors"]:
