@@ -42,7 +42,9 @@ struct ReceivedMessages {
 
     /// Splits messages 0..<n (message i in `buffers[i]`) into datagrams: a message with a GRO segment size
     /// carries datagrams of that size (the last may be shorter). Truncated messages are dropped and counted.
-    /// Returns the number of datagrams, at most `maxPackets`.
+    /// Returns the number of datagrams, at most `maxPackets`. Room is sized for `MmsgBind.maxSegments` datagrams a
+    /// message, but a local sender may pass the kernel more per UDP_SEGMENT send (newer kernels allow 128) and
+    /// they arrive as one message: datagrams past `maxPackets` are dropped and counted in `dropped` too.
     func split(_ n: Int, buffers: UnsafePointer<UnsafeMutableRawPointer>,
                packets: UnsafeMutablePointer<UnsafeMutableRawPointer>, lengths out: UnsafeMutablePointer<UInt32>,
                endpoints outEndpoints: UnsafeMutablePointer<Endpoint>, tos outTOS: UnsafeMutablePointer<UInt8>,
@@ -50,12 +52,15 @@ struct ReceivedMessages {
                truncated dropped: inout Int) -> Int {
         var k = 0
         for i in 0..<n {
-            if k >= maxPackets { break }
             if truncated[i] != 0 { dropped += 1; continue }
             let total = Int(lengths[i])
             let seg = segments[i] == 0 ? total : Int(segments[i])
             var off = 0
             repeat {
+                if k >= maxPackets {
+                    dropped += seg > 0 ? (total - off + seg - 1) / seg : 1
+                    break
+                }
                 let len = min(seg, total - off)
                 packets[k] = buffers[i] + off
                 out[k] = UInt32(len)
@@ -64,7 +69,7 @@ struct ReceivedMessages {
                 outStamps[k] = stamps[i]
                 k += 1
                 off += len
-            } while off < total && k < maxPackets
+            } while off < total
         }
         return k
     }
