@@ -57,6 +57,18 @@ long vf_read(int fd, void *buf, size_t len) {
     }
 }
 
+long vf_read_packet(int fd, void *buf, size_t len) {
+    // A TUN read hands over one whole packet and cuts what does not fit; the byte past `len` tells a packet that
+    // filled the buffer exactly from one that was cut.
+    unsigned char sink;
+    struct iovec iov[2] = {{.iov_base = buf, .iov_len = len}, {.iov_base = &sink, .iov_len = 1}};
+    for (;;) {
+        ssize_t n = readv(fd, iov, 2);
+        if (n >= 0) return (size_t)n > len ? -EMSGSIZE : n;
+        if (errno != EINTR) return -errno;
+    }
+}
+
 long vf_write(int fd, const void *buf, size_t len) {
     for (;;) {
         ssize_t n = write(fd, buf, len);

@@ -17,6 +17,8 @@ final class TunContractTests: XCTestCase {
     func testRingWritesReachTheSocket() throws { try run(uring: true, TunContract.writesInOrder) }
     func testPlainTimeoutAndWake() throws { try run(uring: false, TunContract.timeoutAndWake) }
     func testRingTimeoutAndWake() throws { try run(uring: true, TunContract.timeoutAndWake) }
+    func testPlainOversizedPacketIsDroppedAndCounted() throws { try run(uring: false, TunContract.oversized) }
+    func testRingOversizedPacketIsDroppedAndCounted() throws { try run(uring: true, TunContract.oversized) }
 
     private func run(uring: Bool, _ body: (TunFixture) throws -> Void) throws {
         guard getuid() == 0 else { throw XCTSkip("TUN contract tests need root (a private network namespace and a TUN)") }
@@ -39,6 +41,7 @@ struct TunFixture: CustomStringConvertible {
     static let local: UInt32 = 0xC613_6301    // 198.19.99.1, the TUN's address
     static let remote: UInt32 = 0xC613_6302   // 198.19.99.2, routed into the TUN
     let tun: LinuxTun
+    let counters: Counters
     let socket: Int32
     let port: UInt16
     let uring: Bool
@@ -56,7 +59,8 @@ struct TunFixture: CustomStringConvertible {
                 let rc = vf_test_enter_private_netns()
                 if rc == -EPERM { throw XCTSkip("cannot create a private network namespace (EPERM)") }
                 if rc < 0 { throw SystemError("enter a private network namespace", negated: Int(rc)) }
-                let tun = try LinuxTun(name: "vftest%d", offloads: offloads, uring: uring)
+                let counters = Counters()
+                let tun = try LinuxTun(name: "vftest%d", offloads: offloads, uring: uring, counters: counters)
                 let up = vf_test_ifup4(tun.name, TunFixture.local, 24)
                 if up < 0 { tun.close(); throw SystemError("configure \(tun.name)", negated: Int(up)) }
                 let s = Glibc.socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
@@ -77,7 +81,7 @@ struct TunFixture: CustomStringConvertible {
                 setsockopt(s, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, socklen_t(MemoryLayout<Int32>.size))
                 var tv = timeval(tv_sec: 3, tv_usec: 0)
                 setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-                box.value = .success(TunFixture(tun: tun, socket: s, port: UInt16(bigEndian: addr.sin_port),
+                box.value = .success(TunFixture(tun: tun, counters: counters, socket: s, port: UInt16(bigEndian: addr.sin_port),
                                                 uring: uring, offloads: offloads))
             } catch {
                 box.value = .failure(error)
@@ -108,9 +112,9 @@ struct TunFixture: CustomStringConvertible {
         XCTAssertEqual(n, payload.count, "\(self): sendto: errno \(errno)")
     }
 
-    /// Reads from the TUN until `count` IPv4 UDP packets to `port` arrived or 3 s passed; returns their
-    /// payloads in arrival order (other traffic the kernel sends on a new link is skipped).
-    func readUDP(port: UInt16, count: Int) throws -> [[UInt8]] {
+    /// Reads from the TUN (`capacity` bytes a packet) until `count` IPv4 UDP packets to `port` arrived or 3 s
+    /// passed; returns their payloads in arrival order (other traffic the kernel sends on a new link is skipped).
+    func readUDP(port: UInt16, count: Int, capacity: Int = 2048) throws -> [[UInt8]] {
         let batch = 128
         let buffers = UnsafeMutablePointer<UnsafeMutableRawPointer>.allocate(capacity: batch)
         let lengths = UnsafeMutablePointer<UInt32>.allocate(capacity: batch)
@@ -122,7 +126,7 @@ struct TunFixture: CustomStringConvertible {
         var out: [[UInt8]] = []
         let deadline = monotonicNow() + 3_000_000_000
         while out.count < count && monotonicNow() < deadline {
-            let n = try tun.read(buffers, capacity: 2048, lengths: lengths, count: batch, timeoutMs: 200)
+            let n = try tun.read(buffers, capacity: capacity, lengths: lengths, count: batch, timeoutMs: 200)
             for i in 0..<n {
                 let p = UnsafeRawBufferPointer(start: buffers[i], count: Int(lengths[i]))
                 guard p.count >= 28, p[0] >> 4 == 4, p[9] == 17 else { continue }
@@ -189,6 +193,18 @@ enum TunContract {
         }
         XCTAssertEqual(got.count, payloads.count, "\(f)")
         XCTAssertTrue(got == payloads, "\(f): payloads differ or are out of order")
+    }
+
+    /// A packet longer than the read's capacity (the interface MTU raised past the configured one) is dropped and
+    /// counted, never handed on cut short; the packets around it arrive intact.
+    static func oversized(_ f: TunFixture) throws {
+        let before = f.counters[.txDropBadInner] + f.counters[.txDropBadOffload]
+        let sent = [datagram(1, size: 200), datagram(2, size: 1000), datagram(3, size: 300)]
+        for d in sent { f.send(d, port: 7004) }
+        // 228 and 328 bytes fit in 600; the 1028-byte packet does not.
+        let got = try f.readUDP(port: 7004, count: 2, capacity: 600)
+        XCTAssertTrue(got == [sent[0], sent[2]], "\(f): got \(got.map(\.count)) payload bytes")
+        XCTAssertEqual(f.counters[.txDropBadInner] + f.counters[.txDropBadOffload] - before, 1, "\(f)")
     }
 
     /// A read with a timeout and nothing to read returns 0 after about that long; wake() ends an endless wait.

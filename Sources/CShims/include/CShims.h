@@ -23,6 +23,9 @@ enum { VF_TUN_F_CSUM = 0x01, VF_TUN_F_TSO4 = 0x02, VF_TUN_F_TSO6 = 0x04, VF_TUN_
 long vf_writev(int fd, const struct iovec *iov, int count);
 /// Reads one packet. Returns the length, or -errno (-EAGAIN when empty).
 long vf_read(int fd, void *buf, size_t len);
+/// Reads one packet of at most `len` bytes. Returns its length; -EMSGSIZE for a longer packet (consumed, cut, not
+/// stored in full); or -errno (-EAGAIN when empty).
+long vf_read_packet(int fd, void *buf, size_t len);
 /// Writes one packet. Returns the length written, or -errno.
 long vf_write(int fd, const void *buf, size_t len);
 

@@ -179,10 +179,16 @@ public final class LinuxTun: TunInterface, @unchecked Sendable {  // fds are fix
                            lengths: UnsafeMutablePointer<UInt32>, count: Int, timeoutMs: Int32) throws -> Int {
         var n = 0
         while n < count {
-            let r = vf_read(fd, buffers[n], capacity)
+            let r = vf_read_packet(fd, buffers[n], capacity)
             if r >= 0 {
                 lengths[n] = UInt32(r)
                 n += 1
+                continue
+            }
+            if r == -Int(EMSGSIZE) {
+                // Longer than a slot holds (the interface MTU was raised past the configured one): never send a
+                // cut packet.
+                counters?.add(.txDropBadInner)
                 continue
             }
             if r == -Int(EAGAIN) {
