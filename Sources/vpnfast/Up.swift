@@ -191,7 +191,10 @@ struct Up: ParsableCommand {
             }
             if useUring {
                 backendName = "io_uring"
-                bind = try UringBind(port: loaded.listenPort, offloads: offloads == "on", onGSODisabled: onGSODisabled)
+                // Without GRO a buffer holds one datagram: room for a full-MTU packet, its 32 bytes of header and
+                // tag, and padding.
+                bind = try UringBind(port: loaded.listenPort, offloads: offloads == "on",
+                                     maxDatagram: loaded.mtu + 64, onGSODisabled: onGSODisabled)
             } else {
                 bind = try MmsgBind(port: loaded.listenPort, offloads: offloads == "on", onGSODisabled: onGSODisabled)
             }

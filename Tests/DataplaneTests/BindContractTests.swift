@@ -33,6 +33,11 @@ final class BindContractTests: XCTestCase {
         try run(.uring, receiveBuffers: 4, BindContract.burstInOrder)
     }
 
+    /// A jumbo tunnel MTU: 9000-byte datagrams arrive whole, with and without GRO (UringBind sized by
+    /// `maxDatagram`, as `vpnfast up` sizes it from the MTU; MmsgBind receives into the caller's buffers).
+    func testMmsgJumboDatagramsArriveWhole() throws { try run(.mmsg, maxDatagram: 9064, BindContract.jumbo) }
+    func testUringJumboDatagramsArriveWhole() throws { try run(.uring, maxDatagram: 9064, BindContract.jumbo) }
+
     func testUringProbeExplainsItself() throws {
         let (available, reason) = UringBind.probe()
         XCTAssertFalse(reason.isEmpty)
@@ -40,7 +45,7 @@ final class BindContractTests: XCTestCase {
     }
 
     /// Runs `body` for `backend` with offloads on, then off.
-    private func run(_ backend: BindFactory.Backend, receiveBuffers: Int = 0,
+    private func run(_ backend: BindFactory.Backend, receiveBuffers: Int = 0, maxDatagram: Int = 0,
                      _ body: (BindFactory) throws -> Void) throws {
         guard getuid() == 0 else {
             throw XCTSkip("socket contract tests need root to create a private network namespace (unshare CLONE_NEWNET)")
@@ -50,7 +55,8 @@ final class BindContractTests: XCTestCase {
             guard available else { throw XCTSkip("io_uring unavailable: \(reason)") }
         }
         for offloads in [true, false] {
-            try body(BindFactory(backend: backend, offloads: offloads, receiveBuffers: receiveBuffers))
+            try body(BindFactory(backend: backend, offloads: offloads, receiveBuffers: receiveBuffers,
+                                 maxDatagram: maxDatagram))
         }
     }
 }
@@ -62,6 +68,8 @@ struct BindFactory: CustomStringConvertible {
     let offloads: Bool
     /// UringBind's provided buffers (0: its default).
     var receiveBuffers = 0
+    /// UringBind's largest datagram without GRO (0: its default).
+    var maxDatagram = 0
 
     var description: String {
         "\(backend) offloads \(offloads ? "on" : "off")" + (receiveBuffers > 0 ? " \(receiveBuffers) buffers" : "")
@@ -73,6 +81,7 @@ struct BindFactory: CustomStringConvertible {
         let result = ThreadResult()
         let backend = self.backend
         let offloads = self.offloads
+        let maxDatagram = self.maxDatagram > 0 ? self.maxDatagram : UringBind.maxDatagramSize
         let receiveBuffers = self.receiveBuffers
         let thread = PipelineThread(name: "vf-test-netns") {
             let rc = vf_test_enter_private_netns()
@@ -90,7 +99,7 @@ struct BindFactory: CustomStringConvertible {
                     switch backend {
                     case .mmsg: binds.append(try MmsgBind(port: 0, bufferBytes: 4 << 20, offloads: offloads))
                     case .uring: binds.append(try UringBind(port: 0, bufferBytes: 4 << 20, offloads: offloads,
-                                                            receiveBuffers: receiveBuffers))
+                                                            receiveBuffers: receiveBuffers, maxDatagram: maxDatagram))
                     }
                 }
                 result.set(.success(binds))
@@ -383,6 +392,21 @@ enum BindContract {
             XCTAssertTrue(got.first?.bytes == small, "\(f)")
             XCTAssertEqual(rx.truncated, 1, "\(f): \(c.big) bytes into \(c.capacity)")
         }
+    }
+
+    /// 9000-byte datagrams (a jumbo tunnel MTU) between small ones arrive whole and in order, nothing truncated.
+    static func jumbo(_ f: BindFactory) throws {
+        let binds = try f.make(2)
+        defer { binds.forEach { $0.close() } }
+        let (a, b) = (binds[0], binds[1])
+        let target = Endpoint(address: loopback4, port: b.port)
+        let rx = Receiver(b, bufferCount: 4, capacity: max(b.receiveBufferSize, 9064))
+        let sent = [datagram(1, size: 9000), datagram(2, size: 100), datagram(3, size: 9000)]
+        for d in sent { XCTAssertEqual(try sendAll(a, [d], to: [target]), 1, "\(f)") }
+        let got = try rx.collect(sent.count)
+        XCTAssertEqual(got.map(\.bytes.count), sent.map(\.count), "\(f)")
+        XCTAssertTrue(got.map(\.bytes) == sent, "\(f): payloads differ")
+        XCTAssertEqual(rx.truncated, 0, "\(f)")
     }
 
     /// wake() ends a receive blocked with a long timeout, promptly; a wake before the call ends the next call.

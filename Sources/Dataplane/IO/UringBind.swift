@@ -13,7 +13,8 @@ public final class UringBind: UDPBind, @unchecked Sendable {  // the receive rin
     public private(set) var gsoEnabled: Bool
     /// Largest message a receive buffer must hold with GRO on: a full GRO train.
     public static let maxMessageSize = MmsgBind.maxMessageSize
-    /// Largest datagram received without GRO; larger ones are truncated (dropped and counted).
+    /// Default for the largest datagram received without GRO (`maxDatagram`); larger ones are truncated (dropped
+    /// and counted).
     public static let maxDatagramSize = 2048
     public static let maxSegments = MmsgBind.maxSegments
     /// True when the socket is dual-stack (IPv6 with v4-mapped IPv4).
@@ -27,6 +28,8 @@ public final class UringBind: UDPBind, @unchecked Sendable {  // the receive rin
     private let sendLock = ConditionLock()
     private let messages: ReceivedMessages
     private let onGSODisabled: (@Sendable () -> Void)?
+    /// Largest datagram a receive buffer holds without GRO.
+    private let maxDatagram: Int
     /// The last receive took as many messages as it asked for (receive state).
     public private(set) var lastReceiveFilled = false
 
@@ -41,14 +44,16 @@ public final class UringBind: UDPBind, @unchecked Sendable {  // the receive rin
 
     /// `batchSize`: messages per receive call and the most datagrams per send call. `receiveBuffers`: provided
     /// buffers the kernel may fill before the receiver takes them (a power of two; each `receiveBufferSize`
-    /// bytes); 0 picks 64 with GRO (4 MiB) and 4 × batchSize without.
+    /// bytes); 0 picks 64 with GRO (4 MiB) and 4 × batchSize without. `maxDatagram`: the largest datagram
+    /// received whole without GRO (at least the default 2048; a tunnel MTU above ~2000 needs more).
     public init(port requested: UInt16, batchSize: Int = PacketBatch.capacity, bufferBytes: Int32 = 16 << 20,
-                offloads: Bool = true, receiveBuffers: Int = 0,
+                offloads: Bool = true, receiveBuffers: Int = 0, maxDatagram: Int = UringBind.maxDatagramSize,
                 onGSODisabled: (@Sendable () -> Void)? = nil) throws {
         let socket = try UDPSocket(port: requested, bufferBytes: bufferBytes)
         let (fd, fam, wake) = (socket.fd, socket.family, socket.wakeFD)
         let gro = offloads && vf_udp_enable_gro(fd) == 0
-        let payload = gro ? UringBind.maxMessageSize : UringBind.maxDatagramSize
+        let datagram = min(UringBind.maxMessageSize, max(UringBind.maxDatagramSize, maxDatagram))
+        let payload = gro ? UringBind.maxMessageSize : datagram
         var buffers = receiveBuffers > 0 ? receiveBuffers : (gro ? 64 : 4 * batchSize)
         buffers = 1 << (Int.bitWidth - (max(buffers, 2) - 1).leadingZeroBitCount)  // round up to a power of two
         var err: Int32 = 0
@@ -65,6 +70,7 @@ public final class UringBind: UDPBind, @unchecked Sendable {  // the receive rin
         self.rx = r
         self.tx = s
         self.batchSize = batchSize
+        self.maxDatagram = datagram
         self.port = socket.port
         self.onGSODisabled = onGSODisabled
         groEnabled = gro
@@ -72,7 +78,7 @@ public final class UringBind: UDPBind, @unchecked Sendable {  // the receive rin
         messages = ReceivedMessages(capacity: batchSize)
     }
 
-    public var receiveBufferSize: Int { groEnabled ? UringBind.maxMessageSize : UringBind.maxDatagramSize }
+    public var receiveBufferSize: Int { groEnabled ? UringBind.maxMessageSize : maxDatagram }
     public var datagramsPerMessage: Int { groEnabled ? Int(UringBind.maxSegments) : 1 }
 
     public func receive(buffers: UnsafePointer<UnsafeMutableRawPointer>, bufferCount: Int, capacity: Int,
