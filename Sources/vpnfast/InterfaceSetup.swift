@@ -32,8 +32,20 @@ enum InterfaceSetup {
         return "/usr/sbin/ip"
     }
 
-    static func configure(name: String, mtu: Int, addresses: [InterfaceAddress], routes: [IPPrefix]) throws {
+    /// The most segments the kernel may put in one TSO/USO super-packet it hands the TUN: one read batch. The
+    /// tun-reader splits a super-packet into a batch's packet slots, so a larger one (TCP with a small MSS at a high
+    /// rate) could never fit and would be dropped (counted as tx_drop_bad_offload), again on every retransmit.
+    static let maxBurstSegments = PacketBatch.capacity
+
+    static func configure(name: String, mtu: Int, addresses: [InterfaceAddress], routes: [IPPrefix],
+                          warn: (String) -> Void) throws {
         try ip(["link", "set", "dev", name, "mtu", String(mtu)])
+        do {
+            try ip(["link", "set", "dev", name, "gso_max_segs", String(maxBurstSegments)])
+        } catch {
+            warn("cannot cap \(name)'s TSO/USO bursts at \(maxBurstSegments) segments (\(error)); larger bursts "
+                 + "are dropped and counted as tx_drop_bad_offload")
+        }
         for a in addresses {
             try ip([a.address.isV4 ? "-4" : "-6", "address", "add", "\(a.address)/\(a.length)", "dev", name]
                    + (a.address.isV4 ? [] : ["nodad"]))

@@ -205,7 +205,7 @@ struct Up: ParsableCommand {
         }
         do {
             try InterfaceSetup.configure(name: tun.name, mtu: loaded.mtu, addresses: loaded.addresses,
-                                         routes: loaded.routes)
+                                         routes: loaded.routes, warn: { logger.warning("\($0)") })
         } catch {
             printError("configuring \(tun.name) failed: \(error)")
             tun.close(); bind.close()

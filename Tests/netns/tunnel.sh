@@ -136,6 +136,16 @@ sigusr1_counters() { # SIDE
     vf_alive "${VF_PID[$s]}" || { VF_REASON="process died on SIGUSR1"; return 1; }
 }
 
+# tun_bursts_capped SIDE: the TUN's gso_max_segs is one read batch (InterfaceSetup.maxBurstSegments), so the
+# kernel never hands it a TSO/USO burst the tun-reader cannot split into a batch.
+tun_bursts_capped() {
+    local segs
+    segs=$(ip -d -n "${VF_NS[$1]}" link show dev "${VF_IF[$1]}" 2>/dev/null | grep -o 'gso_max_segs [0-9]*' | head -n1)
+    [[ "$segs" == "gso_max_segs 128" ]] && return 0
+    VF_REASON="ip -d link show says '${segs:-no gso_max_segs}', expected gso_max_segs 128"
+    return 1
+}
+
 flood_sent() {
     vf_flood b "${VF_U4[a]}" "${VF_PORT[a]}" "${VF_U4[b]}"
     printf '# %s\n' "$VF_FLOOD"
@@ -522,6 +532,7 @@ run_pair() {
             case_ "tcp-$((XFER_BYTES / MIB))MiB-a-to-b" vf_transfer a b "${VF_T4[b]}" --bytes "$XFER_BYTES"
             case_ "tcp-$((XFER_BYTES / 4 / MIB))MiB-b-to-a" vf_transfer b a "${VF_T4[a]}" --bytes $((XFER_BYTES / 4))
             [[ "$IMPL_A" == vpnfast ]] && case_ log-handshake-completed log_at_least a 'handshake completed' 1
+            [[ "$IMPL_A" == vpnfast ]] && case_ tun-bursts-capped tun_bursts_capped a
             RUN=hostile
             if case_ flood flood_sent; then
                 sleep 0.5
