@@ -286,6 +286,7 @@ def cmd_block(a):
         # The load.
         cpu0 = [measure.cpu_seconds(p) for p in pids]
         ping_cpu0 = measure.cpu_seconds(ping_pid)
+        times0 = measure.cpu_times()
         t_load0 = time.time()
         clients = []
         for p in iperf_ports:
@@ -300,6 +301,11 @@ def cmd_block(a):
         t_load1 = time.time()
         cpu1 = [measure.cpu_seconds(p) for p in pids]
         ping_cpu1 = measure.cpu_seconds(ping_pid)
+        steal = measure.steal_share(times0, measure.cpu_times())
+        if steal is not None:
+            # Time the hypervisor gave this VM's vCPUs to someone else during the load: a slow block with a
+            # high share was slowed by the host, not by what it measured.
+            rec["steal_share"] = steal
         if ping_cpu0 is not None and ping_cpu1 is not None and t_load1 > t_load0:
             # The probe's own CPU under load: iputils ping spins (sched_yield, non-blocking recvmsg) until the next
             # send when no reply is outstanding and the interval is under one clock tick, so a tunnel with a short

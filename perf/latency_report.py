@@ -86,6 +86,7 @@ def summarise(blocks):
         q = (b.get("qdisc") or {}).get("a") or []
         drops.append(sum(x.get("drops", 0) for x in q if x.get("kind") == "tbf") if q else None)
     s["tbf_drops_a"] = med(drops)
+    s["steal_pct"] = med([100 * b["steal_share"] for b in blocks if b.get("steal_share") is not None])
     s["ping_cpu_pct"] = med([100 * b["ping_cpu_share"] for b in blocks if b.get("ping_cpu_share") is not None])
     return s
 
@@ -287,6 +288,9 @@ def write_markdown(res, meta, configs, scen_order, summary, targets, blocks):
                 r = s["retransmits_%s" % d]
                 if r:
                     bits.append("TCP retransmits %s %d" % ("A→B" if d == "fwd" else "B→A", r["median"]))
+            if s["steal_pct"]:
+                bits.append("vCPU time stolen by the host during the load %.1f %% (max %.1f)"
+                            % (s["steal_pct"]["median"], s["steal_pct"]["max"]))
             if s["ping_cpu_pct"]:
                 bits.append("ping's own CPU under load %.1f %% of a vCPU" % s["ping_cpu_pct"]["median"])
             if bits:

@@ -148,6 +148,27 @@ def other_cpu_delta(before, after):
     return total, [{"comm": c, "cpu_seconds": round(v, 2)} for c, v in top]
 
 
+def cpu_times():
+    """(steal, total) jiffies of all CPUs from /proc/stat's first line, or None. Steal is time the hypervisor ran
+    something else while this VM's vCPU had work."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    if len(fields) < 8:
+        return None
+    # user nice system idle iowait irq softirq steal [guest guest_nice, already counted in user/nice]
+    return fields[7], sum(fields[:8])
+
+
+def steal_share(before, after):
+    """The share of all vCPU time stolen between two cpu_times() samples, or None."""
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    return (after[0] - before[0]) / (after[1] - before[1])
+
+
 def loadavg():
     try:
         with open("/proc/loadavg") as f:
