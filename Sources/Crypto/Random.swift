@@ -1,6 +1,6 @@
 // Random.swift: the cryptographically secure random source (libsodium randombytes, which reads
-// getrandom(2) on Linux). Use it for keys, ephemeral keys, sender indices, cookie secrets and
-// jitter; never for anything where a predictable value would be acceptable anyway.
+// getrandom(2) on Linux, one system call each time). Use it for keys, ephemeral keys, sender indices, cookie
+// secrets and seeds; not per packet or per batch (timer jitter, which needs no secrecy, has TimerJitter).
 
 import CSodium
 

@@ -306,4 +306,25 @@ final class TimersTests: XCTestCase {
         case .needAnother(let b): XCTAssertEqual(t.needAnotherKeepalive, b, what)
         }
     }
+
+    /// Timer jitter: whole milliseconds in 0 ..< 333 ms, spread over the range, and a different sequence per seed.
+    func testTimerJitterRangeAndSpread() {
+        let ms = ProtocolLimits.millisecond
+        for seed: UInt64 in [0, 1, 0xdead_beef, .max] {
+            let jitter = TimerJitter(seed: seed)
+            var seen = Set<UInt64>()
+            var low = 0
+            for _ in 0..<20_000 {
+                let j = jitter.next()
+                XCTAssertLessThan(j, ProtocolLimits.rekeyTimeoutJitterMax, "seed \(seed)")
+                XCTAssertEqual(j % ms, 0, "seed \(seed): whole milliseconds")
+                seen.insert(j / ms)
+                if j < ProtocolLimits.rekeyTimeoutJitterMax / 2 { low += 1 }
+            }
+            XCTAssertEqual(seen.count, 333, "seed \(seed): every millisecond value drawn")
+            XCTAssertEqual(Double(low) / 20_000, 0.5, accuracy: 0.03, "seed \(seed): as many below the middle as above")
+        }
+        let a = TimerJitter(seed: 1), b = TimerJitter(seed: 2)
+        XCTAssertNotEqual((0..<16).map { _ in a.next() }, (0..<16).map { _ in b.next() })
+    }
 }

@@ -128,6 +128,7 @@ public final class Device: @unchecked Sendable {  // configuration is fixed afte
     let control: ControlQueue
     var threads: [PipelineThread] = []
     let running = Atomic<Bool>(false)
+    let timerJitter = TimerJitter(seed: SecureRandom.uint64())
     /// The key of the placeholder AEAD item that dropped packets keep.
     let dummyKey = SecretKey()
     var dscpMode: DSCPMode { config.dscp }
@@ -306,10 +307,7 @@ public final class Device: @unchecked Sendable {  // configuration is fixed afte
     @inline(__always) var isRunning: Bool { running.load(ordering: .relaxed) }
 
     /// Random jitter for handshake timers.
-    func jitter() -> UInt64 {
-        UInt64(SecureRandom.uniform(UInt32(ProtocolLimits.rekeyTimeoutJitterMax / ProtocolLimits.millisecond)))
-            * ProtocolLimits.millisecond
-    }
+    @inline(__always) func jitter() -> UInt64 { timerJitter.next() }
 
     /// Asks the control thread to start a handshake with `peer` (cheap, callable from any thread).
     func wantHandshake(_ peer: Peer) {
