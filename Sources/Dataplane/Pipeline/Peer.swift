@@ -68,7 +68,8 @@ public final class IndexTable: @unchecked Sendable {  // the dictionary is only 
         case keypair(Keypair)
     }
 
-    private var entries: [UInt32: Entry] = [:]
+    // Only under `lock`, which already excludes overlapping access: no dynamic exclusivity check per lookup.
+    @exclusivity(unchecked) private var entries: [UInt32: Entry] = [:]
     public let lock = ConditionLock()
 
     public init() {}

@@ -91,6 +91,11 @@ extension Device {
     func classify(_ batch: PacketBatch, control out: inout [([UInt8], Endpoint)]) -> Int {
         let now = clock.now()
         var live = 0
+        // A batch's transport messages nearly all name the same session: the last index found (and usable now,
+        // which is the same for the whole batch) answers them without a dictionary lookup each.
+        var lastIndex: UInt32 = 0
+        var lastKeypair: Keypair?
+        var lastSlot: UInt16 = 0
         indices.lock.lock()
         defer { indices.lock.unlock() }
         for i in 0..<batch.count {
@@ -107,11 +112,22 @@ extension Device {
                 out.append((Array(UnsafeRawBufferPointer(start: p, count: length)), batch.endpoints[i]))
             case .transport:
                 guard length >= MessageLayout.transportMinimumSize else { counters.add(.rxDropBadSize); continue }
-                guard case .keypair(let keypair)? = indices.lookupLocked(loadLE32(p, 4)) else {
-                    counters.add(.rxDropUnknownIndex)
-                    continue
+                let index = loadLE32(p, 4)
+                let keypair: Keypair
+                let slot: UInt16
+                if let last = lastKeypair, index == lastIndex {
+                    keypair = last
+                    slot = lastSlot
+                } else {
+                    guard case .keypair(let found)? = indices.lookupLocked(index) else {
+                        counters.add(.rxDropUnknownIndex)
+                        continue
+                    }
+                    guard found.canReceive(now: now) else { counters.add(.rxDropExpiredKey); continue }
+                    keypair = found
+                    slot = batch.slot(for: found)
+                    (lastIndex, lastKeypair, lastSlot) = (index, found, slot)
                 }
-                guard keypair.canReceive(now: now) else { counters.add(.rxDropExpiredKey); continue }
                 let counter = loadLE64(p, 8)
                 guard counter < ProtocolLimits.rejectAfterMessages else {
                     counters.add(.rxDropReplay); peers[Int(keypair.peerID)].stats.add(.rxDropReplay)
@@ -120,7 +136,7 @@ extension Device {
                 batch.items[i] = AEADItem(data: p + MessageLayout.transportHeaderSize,
                                           key: keypair.receiveKey.unsafePointer, counter: counter,
                                           length: Int32(length - MessageLayout.transportHeaderSize))
-                batch.keypairSlot[i] = batch.slot(for: keypair)
+                batch.keypairSlot[i] = slot
                 live += 1
             }
         }
