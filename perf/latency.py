@@ -51,11 +51,12 @@ def ping_command(tool, interval, seconds, dst):
 
     fping (the default) sends on its schedule and sleeps in between. iputils ping with an interval under one
     clock tick (10 ms at USER_HZ 100) spins on sched_yield and non-blocking reads while no reply is outstanding,
-    so its CPU use grows as the RTT shrinks, and it sent every 13-16 ms instead of 10 here.
+    so its CPU use grows as the RTT shrinks, and it sent every 13-16 ms instead of 10 here. fping counts a reply
+    later than -t as lost (iputils prints late replies), so -t is far above any RTT the scenarios produce.
     """
     if tool == "fping":
         return ["fping", "-D", "-c", str(max(1, int(round(seconds / interval)))), "-p", "%d" % round(interval * 1000),
-                "-t", "2000", dst]
+                "-t", "10000", dst]
     return ["ping", "-D", "-n", "-i", str(interval), "-W", "2", "-w", "%d" % int(round(seconds)), dst]
 
 

@@ -141,6 +141,7 @@ for v in "$LINK_RATE" "$VPNFAST_RATE"; do [[ "$v" =~ ^[0-9]+(\.[0-9]+)?[kmg]?bit
 is_uint "$LOCK_WAIT" || die "--lock-wait must be whole seconds"
 in_range "$QUIET_WAIT" 0 3600 || die "--quiet-wait must be 0..3600"
 in_range "$BUSY_PCT" 1 200 || die "--busy-threshold must be 1..200 (% of one vCPU)"
+[[ "$PING_TOOL" == fping || "$PING_TOOL" == iputils ]] || die "--ping-tool must be fping or iputils"
 
 [[ $EUID -eq 0 ]] || die "run as root: it creates network namespaces and TUN devices (sudo bash perf/latency.sh)"
 cd "$ROOT" || die "cannot cd to $ROOT"
@@ -202,7 +203,6 @@ fi
 if ! command -v swift >/dev/null 2>&1 && [[ -x /opt/swift/usr/bin/swift ]]; then
     export PATH="/opt/swift/usr/bin:$PATH"
 fi
-[[ "$PING_TOOL" == fping || "$PING_TOOL" == iputils ]] || die "--ping-tool must be fping or iputils"
 PING_BIN=$([[ $PING_TOOL == fping ]] && echo fping || echo ping)
 for tool in ip tc wg iperf3 irtt "$PING_BIN" ss flock; do
     command -v "$tool" >/dev/null 2>&1 || die "missing tool: $tool (bash perf/install-deps.sh)"
@@ -268,7 +268,7 @@ rec "$META" "kind=latency" \
     "tools.irtt=$(irtt version 2>/dev/null | head -n1)" \
     "tools.ping=$(if [[ $PING_TOOL == fping ]]; then fping --version 2>&1; else ping -V 2>/dev/null; fi | head -n1)" || die "cannot write $META"
 
-# The configurations of each scenario, in the order each round runs them.
+# The configurations of each scenario, in round 1's order (and the report's); later rounds rotate it (below).
 # ID|LABEL|KIND|ARGS|NOTE
 cfgs_for() {
     case "$1" in
