@@ -58,8 +58,10 @@ long vf_read(int fd, void *buf, size_t len) {
 }
 
 long vf_read_packet(int fd, void *buf, size_t len) {
-    // A TUN read hands over one whole packet and cuts what does not fit; the byte past `len` tells a packet that
-    // filled the buffer exactly from one that was cut.
+    // A TUN read hands over one packet and cuts what does not fit, and (on current kernels) still returns the
+    // whole packet's length, so a plain read would report more bytes than the buffer holds. The byte past `len`
+    // also tells a packet that filled the buffer exactly from one that was cut, on kernels that return the copied
+    // length.
     unsigned char sink;
     struct iovec iov[2] = {{.iov_base = buf, .iov_len = len}, {.iov_base = &sink, .iov_len = 1}};
     for (;;) {

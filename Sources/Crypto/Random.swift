@@ -31,10 +31,4 @@ public enum SecureRandom {
         withUnsafeMutableBytes(of: &value) { fill($0) }
         return value
     }
-
-    /// A value in 0..<upperBound with no modulo bias (randombytes_uniform). Returns 0 if upperBound < 2.
-    public static func uniform(_ upperBound: UInt32) -> UInt32 {
-        CryptoLibrary.require()
-        return randombytes_uniform(upperBound)
-    }
 }

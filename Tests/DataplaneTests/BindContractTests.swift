@@ -33,8 +33,9 @@ final class BindContractTests: XCTestCase {
         try run(.uring, receiveBuffers: 4, BindContract.burstInOrder)
     }
 
-    /// A jumbo tunnel MTU: 9000-byte datagrams arrive whole, with and without GRO (UringBind sized by
-    /// `maxDatagram`, as `vpnfast up` sizes it from the MTU; MmsgBind receives into the caller's buffers).
+    /// A jumbo tunnel MTU: 9000-byte datagrams arrive whole, with and without GRO. UringBind receives into
+    /// buffers of its own, sized by `maxDatagram` (as `vpnfast up` sizes it from the MTU); with the default 2048
+    /// the uring case fails. MmsgBind receives into the caller's buffers, so its case is the contract alone.
     func testMmsgJumboDatagramsArriveWhole() throws { try run(.mmsg, maxDatagram: 9064, BindContract.jumbo) }
     func testUringJumboDatagramsArriveWhole() throws { try run(.uring, maxDatagram: 9064, BindContract.jumbo) }
 

@@ -12,6 +12,9 @@ public final class MmsgBind: UDPBind, @unchecked Sendable {  // receive state is
     public private(set) var gsoEnabled: Bool
     /// Largest message a receive buffer must hold: a full GRO train.
     public static let maxMessageSize = 65536
+    /// Receive buffer size asked of the caller without GRO: one datagram of a tunnel MTU up to about 2000 (the
+    /// caller's buffers may be larger; receives use whatever capacity it passes).
+    public static let maxDatagramSize = 2048
     /// UDP_SEGMENT limit used (the kernel's UDP_MAX_SEGMENTS has been 64 for years; newer ones allow 128).
     public static let maxSegments: UInt32 = 64
     private let socket: UDPSocket
@@ -48,7 +51,7 @@ public final class MmsgBind: UDPBind, @unchecked Sendable {  // receive state is
         messages = ReceivedMessages(capacity: batchSize)
     }
 
-    public var receiveBufferSize: Int { groEnabled ? MmsgBind.maxMessageSize : 2048 }
+    public var receiveBufferSize: Int { groEnabled ? MmsgBind.maxMessageSize : MmsgBind.maxDatagramSize }
     public var datagramsPerMessage: Int { groEnabled ? Int(MmsgBind.maxSegments) : 1 }
 
     /// True when the socket is dual-stack (IPv6 with v4-mapped IPv4).

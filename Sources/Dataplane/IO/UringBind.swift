@@ -15,7 +15,7 @@ public final class UringBind: UDPBind, @unchecked Sendable {  // the receive rin
     public static let maxMessageSize = MmsgBind.maxMessageSize
     /// Default for the largest datagram received without GRO (`maxDatagram`); larger ones are truncated (dropped
     /// and counted).
-    public static let maxDatagramSize = 2048
+    public static let maxDatagramSize = MmsgBind.maxDatagramSize
     public static let maxSegments = MmsgBind.maxSegments
     /// True when the socket is dual-stack (IPv6 with v4-mapped IPv4).
     public var isDualStack: Bool { socket.isDualStack }
