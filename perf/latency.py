@@ -367,7 +367,7 @@ def cmd_baseline(a):
     out = os.path.join(a.logdir, "baseline-ping.txt")
     os.makedirs(a.logdir, exist_ok=True)
     with open(out, "w") as f:
-        subprocess.run(["ip", "netns", "exec", a.ns_a, "timeout", str(int(a.seconds + 10))]
+        subprocess.run(["ip", "netns", "exec", a.ns_a, "timeout", str(int(a.seconds + 15))]
                        + ping_command(a.ping_tool, a.ping_interval, a.seconds, a.dst),
                        stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT)
     series, err = parse_ping(out, a.ping_tool)
