@@ -191,10 +191,10 @@ struct Up: ParsableCommand {
             }
             if useUring {
                 backendName = "io_uring"
-                // Without GRO a buffer holds one datagram: room for a full-MTU packet, its 32 bytes of header and
-                // tag, and padding.
+                // Without GRO a buffer holds one datagram: the largest transport message of this MTU.
                 bind = try UringBind(port: loaded.listenPort, offloads: offloads == "on",
-                                     maxDatagram: loaded.mtu + 64, onGSODisabled: onGSODisabled)
+                                     maxDatagram: MessageLayout.maxTransportSize(mtu: loaded.mtu),
+                                     onGSODisabled: onGSODisabled)
             } else {
                 bind = try MmsgBind(port: loaded.listenPort, offloads: offloads == "on", onGSODisabled: onGSODisabled)
             }

@@ -32,6 +32,10 @@ enum IPv6Extension {
     static let routing: UInt8 = 43
     static let fragment: UInt8 = 44
     static let destinationOptions: UInt8 = 60
+    /// Other extension headers and protocols numbered as such (RFC 7045): AH, mobility, HIP, shim6 and the two
+    /// experimental values.
+    static let authentication: UInt8 = 51, mobility: UInt8 = 135, hip: UInt8 = 139, shim6: UInt8 = 140
+    static let experimental1: UInt8 = 253, experimental2: UInt8 = 254
     /// Hop-by-hop, routing and destination options: next header, then length in 8-byte units not counting the
     /// first 8.
     static let lengthField = 1

@@ -27,6 +27,11 @@ public enum MessageLayout {
     public static func mac2Offset(messageSize: Int) -> Int { messageSize - macSize }
     /// Inner packets are padded to a multiple of this.
     public static let paddingMultiple = 16
+    /// The largest transport message a tunnel of this MTU sends: header, a full-MTU inner packet after padding,
+    /// and the tag.
+    public static func maxTransportSize(mtu: Int) -> Int {
+        transportHeaderSize + (mtu + paddingMultiple - 1) / paddingMultiple * paddingMultiple + tagSize
+    }
 }
 
 /// Protocol limits, named as in the WireGuard paper. Times are in nanoseconds.

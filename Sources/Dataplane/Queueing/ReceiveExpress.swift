@@ -56,8 +56,8 @@ public enum ExpressRule {
             proto = p.load(fromByteOffset: IPv6Field.nextHeader, as: UInt8.self)
             switch proto {
             case IPv6Extension.hopByHop, IPv6Extension.routing, IPv6Extension.fragment,
-                 IPv6Extension.destinationOptions, 51 /* AH */, 135 /* mobility */, 139 /* HIP */,
-                 140 /* shim6 */, 253, 254 /* experiments */:
+                 IPv6Extension.destinationOptions, IPv6Extension.authentication, IPv6Extension.mobility,
+                 IPv6Extension.hip, IPv6Extension.shim6, IPv6Extension.experimental1, IPv6Extension.experimental2:
                 return .inOrder
             default:
                 break
@@ -72,8 +72,7 @@ public enum ExpressRule {
         let headerLength = Int(p.load(fromByteOffset: l4 + TCPField.dataOffset, as: UInt8.self) >> 4) * 4
         guard headerLength >= TCPField.minHeader, l4 + headerLength <= total else { return .inOrder }
         let flags = p.load(fromByteOffset: l4 + TCPField.flags, as: UInt8.self)
-        let finOrRst: UInt8 = 0x01 | 0x04
-        return l4 + headerLength == total && flags & finOrRst == 0 ? .candidate : .inOrder
+        return l4 + headerLength == total && flags & (TCPFlag.fin | TCPFlag.rst) == 0 ? .candidate : .inOrder
     }
 }
 
