@@ -183,6 +183,88 @@ final class FQCoDelTests: XCTestCase {
         XCTAssertEqual(ratio, 1, accuracy: 0.1, "bytes \(bytes)")
     }
 
+    /// Trains (a TUN super-packet's segments, enqueued with continuesTrain): served whole, whatever the deficit,
+    /// and charged in full, as Linux serves a TSO skb. Quantum 1500, packets of 1000 bytes; each case enqueues
+    /// flow 1's packets and then flow 2's, and lists the flows in the order dequeue serves them.
+    func testTrainsAreServedWhole() {
+        struct Case { let name: String; let trains1: [Int]; let trains2: [Int]; let expect: [Int] }
+        // trainsN: the lengths of flow N's trains, in order (a 1 is a packet on its own).
+        let cases: [Case] = [
+            // Without trains DRR gives each flow 1500 bytes a round: two packets, then one and one.
+            Case(name: "no trains", trains1: [1, 1, 1, 1], trains2: [1, 1, 1, 1], expect: [1, 1, 2, 2, 1, 2, 1, 2]),
+            Case(name: "one train each", trains1: [4], trains2: [4], expect: [1, 1, 1, 1, 2, 2, 2, 2]),
+            // Each 2000-byte train overdraws the flow; its next train waits for the next round.
+            Case(name: "two trains each", trains1: [2, 2], trains2: [2, 2], expect: [1, 1, 2, 2, 1, 1, 2, 2]),
+            // A 10 000-byte train: flow 2's single packets then go first until flow 1's deficit is back above 0
+            // (5 rounds of 1500), by which time flow 2 has sent its 5 packets.
+            Case(name: "long train against singles", trains1: [10, 1], trains2: [1, 1, 1, 1, 1],
+                 expect: Array(repeating: 1, count: 10) + [2, 2, 2, 2, 2, 1]),
+            // A train behind single packets that used up the quantum waits for the flow's next turn.
+            Case(name: "singles then a train", trains1: [1, 1, 3], trains2: [1, 1],
+                 expect: [1, 1, 2, 2, 1, 1, 1]),
+            // With quantum left, a train starts at once and runs past it.
+            Case(name: "single then a train", trains1: [1, 3], trains2: [1, 1], expect: [1, 1, 1, 1, 2, 2]),
+        ]
+        for c in cases {
+            let (_, q) = Self.make(FQCoDelParameters(mtu: 1500))
+            var dropped: [UInt32] = []
+            var h: UInt32 = 0
+            var flowOf: [UInt32: Int] = [:]
+            for (flow, trains) in [(1, c.trains1), (2, c.trains2)] {
+                for train in trains {
+                    for i in 0..<train {
+                        q.enqueue(handle: h, length: 1000, hash: Self.hash(flow), ecnCapable: false,
+                                  continuesTrain: i > 0, now: Self.t0, dropped: &dropped)
+                        flowOf[h] = flow
+                        h += 1
+                    }
+                }
+            }
+            var order: [Int] = []
+            while let d = q.dequeue(now: Self.t0, dropped: &dropped) { order.append(flowOf[d.handle]!) }
+            XCTAssertEqual(order, c.expect, c.name)
+            XCTAssertTrue(dropped.isEmpty, c.name)
+            XCTAssertEqual(q.queuedPackets, 0, c.name)
+        }
+    }
+
+    /// Bulk flows sending in trains of different lengths (and one without) still share bytes within 10 %.
+    func testTrainsKeepByteFairness() {
+        let cases: [(name: String, train: [Int], size: [UInt32])] = [
+            ("45-packet trains against singles", [45, 1], [1420, 1420]),
+            ("45-packet trains against 3-packet trains", [45, 3], [1420, 1420]),
+            ("trains of big packets against singles of small", [40, 1], [1420, 300]),
+        ]
+        for c in cases {
+            let (_, q) = Self.make()
+            var dropped: [UInt32] = []
+            var free = Array((0..<UInt32(800)).reversed())
+            var flowOf = [Int](repeating: -1, count: 800)
+            var queued = [0, 0]
+            var bytes: [UInt64] = [0, 0]
+            var now = Self.t0
+            for _ in 0..<40_000 {
+                for f in 0..<2 where queued[f] < 100 {
+                    for i in 0..<c.train[f] {
+                        let h = free.removeLast()
+                        flowOf[Int(h)] = f
+                        q.enqueue(handle: h, length: c.size[f], hash: Self.hash(10 + f), ecnCapable: false,
+                                  continuesTrain: i > 0, now: now, dropped: &dropped)
+                        queued[f] += 1
+                    }
+                }
+                let d = q.dequeue(now: now, dropped: &dropped)!
+                let f = flowOf[Int(d.handle)]
+                bytes[f] += UInt64(c.size[f])
+                queued[f] -= 1
+                free.append(d.handle)
+                now += 1000   // 1 µs: sojourn stays far below target
+            }
+            XCTAssertTrue(dropped.isEmpty, c.name)
+            XCTAssertEqual(Double(bytes[0]) / Double(bytes[1]), 1, accuracy: 0.1, "\(c.name): bytes \(bytes)")
+        }
+    }
+
     enum Op {
         case enqueue(handle: UInt32, flow: Int, length: UInt32)
         case dequeue(expect: UInt32?)
@@ -471,8 +553,9 @@ final class FQCoDelTests: XCTestCase {
                     packets[p] += 1
                     bytes[p] += UInt64(length)
                     enqueued += 1
+                    // Train bits at random, also where the packet before it was of another flow.
                     let r = q.enqueue(handle: h, length: length, hash: hash, ecnCapable: rng.next() % 2 == 0,
-                                      now: now, dropped: &dropped)
+                                      continuesTrain: rng.next() % 3 != 0, now: now, dropped: &dropped)
                     XCTAssertEqual(r.dropped, dropped.count)
                 } else if roll < 95 {
                     if let d = q.dequeue(now: now, dropped: &dropped) {

@@ -122,15 +122,17 @@ struct FQHandleSlot {
     var enqueueTime: UInt64
     /// Next handle in the same flow (or in a chain of dropped handles).
     var next: UInt32
-    /// Length in the low 31 bits, ECN-capable in bit 31.
+    /// Length in the low 30 bits, continues-a-train in bit 30, ECN-capable in bit 31.
     var lengthAndECN: UInt32
 
     static let none: UInt32 = .max
     static let ecnBit: UInt32 = 1 << 31
-    static let lengthMask: UInt32 = ecnBit - 1
+    static let trainBit: UInt32 = 1 << 30
+    static let lengthMask: UInt32 = trainBit - 1
 
     @inline(__always) var length: UInt32 { lengthAndECN & Self.lengthMask }
     @inline(__always) var ecnCapable: Bool { lengthAndECN & Self.ecnBit != 0 }
+    @inline(__always) var continuesTrain: Bool { lengthAndECN & Self.trainBit != 0 }
 }
 
 /// One flow queue.
@@ -244,6 +246,8 @@ public final class PeerQueue: @unchecked Sendable {  // used by one thread at a 
     @exclusivity(unchecked) public var dispatchStamp: UInt32 = 0
     /// Time of the last enqueue or dequeue that returned a packet.
     @exclusivity(unchecked) private var lastActive: UInt64 = 0
+    /// The flow `dequeue` last served, while the rest of its train may follow (listEnd: none).
+    @exclusivity(unchecked) private var trainFlow = FQFlow.listEnd
 
     init(shared: FQCoDelShared) {
         let p = shared.parameters
@@ -293,10 +297,12 @@ public final class PeerQueue: @unchecked Sendable {  // used by one thread at a 
     // MARK: enqueue
 
     /// Queues `handle`. Over the limit, drops from the fattest flow and appends the dropped handles to `dropped`
-    /// (reserve room for `dropBatchSize` to stay allocation-free). `length` is 1...2^31−1 bytes.
+    /// (reserve room for `dropBatchSize` to stay allocation-free). `length` is 1...2^30−1 bytes.
+    /// `continuesTrain`: the packet is a later segment of the same burst as the packet of its flow queued just
+    /// before it (a TUN super-packet's segments, at most 64 KiB in all); see `dequeue`.
     @discardableResult
-    public func enqueue(handle: UInt32, length: UInt32, hash: UInt32, ecnCapable: Bool, now: UInt64,
-                        dropped: inout [UInt32]) -> FQCoDelEnqueueResult {
+    public func enqueue(handle: UInt32, length: UInt32, hash: UInt32, ecnCapable: Bool, continuesTrain: Bool = false,
+                        now: UInt64, dropped: inout [UInt32]) -> FQCoDelEnqueueResult {
         precondition(handle < handleCapacity, "fq_codel: handle out of range")
         precondition(length > 0 && length <= FQHandleSlot.lengthMask, "fq_codel: bad packet length")
         if flows == nil { allocateTable() }
@@ -305,7 +311,8 @@ public final class PeerQueue: @unchecked Sendable {  // used by one thread at a 
         let idx = flowIndex(hash: hash)
 
         slots[Int(handle)] = FQHandleSlot(enqueueTime: now, next: FQHandleSlot.none,
-                                          lengthAndECN: length | (ecnCapable ? FQHandleSlot.ecnBit : 0))
+                                          lengthAndECN: length | (ecnCapable ? FQHandleSlot.ecnBit : 0)
+                                            | (continuesTrain ? FQHandleSlot.trainBit : 0))
         let f = flows + idx
         if f.pointee.tail == FQHandleSlot.none { f.pointee.head = handle } else {
             slots[Int(f.pointee.tail)].next = handle
@@ -366,8 +373,33 @@ public final class PeerQueue: @unchecked Sendable {  // used by one thread at a 
 
     /// The next packet to send, or nil when nothing is queued. Handles CoDel dropped on the way are appended to
     /// `dropped` (at most `maxDropsPerDequeue` per flow visited).
+    ///
+    /// Trains: a flow served a packet whose successor continues its train (enqueued with `continuesTrain`) is
+    /// served that successor next, whatever its deficit, until the train ends. Linux's fq_codel sees a TSO
+    /// super-packet as one skb and sends it whole, charging all its bytes to the flow's deficit, which then stays
+    /// below zero for as many rounds as the bytes are worth; a train is that, segment by segment. Fairness by
+    /// bytes is unchanged, and the segments leave together, so the receiver can coalesce them again (interleaved
+    /// one MTU at a time, four TCP flows came out of the peer's GRO a third smaller, with a third more writes and
+    /// acknowledgements).
     public func dequeue(now: UInt64, dropped: inout [UInt32]) -> FQCoDelDequeued? {
         guard let flows = self.flows, let backlogs = self.backlogs else { return nil }
+        if trainFlow != FQFlow.listEnd {
+            let idx = trainFlow
+            trainFlow = FQFlow.listEnd
+            let f = flows + Int(idx)
+            // The flow is still at the head of its list (serving does not move it; only dequeue rotates).
+            if f.pointee.head != FQHandleSlot.none && slots[Int(f.pointee.head)].continuesTrain {
+                let r = serve(f, backlog: backlogs + Int(idx), now: now, dropped: &dropped)
+                if let packet = r.packet {
+                    f.pointee.lastDispatch = dispatchStamp
+                    trainFlow = idx
+                    return charge(f, packet, markCE: r.markCE, now: now)
+                }
+                // CoDel dropped the rest: the flow is empty, and the round below takes it off its list. (Had it
+                // dropped only the train's last segments, the packet served would start the next train early: a
+                // rare and small unfairness, as a drop happens at most once per CoDel interval / √count.)
+            }
+        }
         while true {
             var fromNew = true
             var idx = newHead
@@ -398,6 +430,7 @@ public final class PeerQueue: @unchecked Sendable {  // used by one thread at a 
                 continue
             }
             f.pointee.lastDispatch = dispatchStamp
+            trainFlow = idx
             return charge(f, packet, markCE: r.markCE, now: now)
         }
     }
@@ -510,6 +543,7 @@ public final class PeerQueue: @unchecked Sendable {  // used by one thread at a 
         backlogs = b
         newHead = FQFlow.listEnd; newTail = FQFlow.listEnd; newFlows = 0
         oldHead = FQFlow.listEnd; oldTail = FQFlow.listEnd; oldFlows = 0
+        trainFlow = FQFlow.listEnd
         stats.tableAllocations &+= 1
     }
 
@@ -520,6 +554,7 @@ public final class PeerQueue: @unchecked Sendable {  // used by one thread at a 
         backlogs = nil
         newHead = FQFlow.listEnd; newTail = FQFlow.listEnd; newFlows = 0
         oldHead = FQFlow.listEnd; oldTail = FQFlow.listEnd; oldFlows = 0
+        trainFlow = FQFlow.listEnd
     }
 
     /// Gives the flow table back if nothing is queued and nothing has moved for `idleReleaseAfter`; the next
@@ -546,6 +581,7 @@ public final class PeerQueue: @unchecked Sendable {  // used by one thread at a 
         }
         newHead = FQFlow.listEnd; newTail = FQFlow.listEnd; newFlows = 0
         oldHead = FQFlow.listEnd; oldTail = FQFlow.listEnd; oldFlows = 0
+        trainFlow = FQFlow.listEnd
         queuedPackets = 0
         queuedBytes = 0
     }
