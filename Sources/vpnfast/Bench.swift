@@ -17,11 +17,11 @@ struct BenchCrypto: ParsableCommand {
         commandName: "crypto",
         abstract: "Single-core ChaCha20-Poly1305 seal and open throughput of each library.",
         discussion: """
-            Seals and opens batches of packets in place on the calling thread, once per library and packet size.
-            Each measurement is split into rounds interleaved across libraries and the best round counts. GB/s
-            counts payload bytes (not the 16-byte tag); open times include copying the sealed batch back in.
-            The last line names the library `auto` picks: the one with the least seal+open time at 1420 bytes,
-            measured the way vpnfast does at start.
+            Seals and opens batches of packets in place on the calling thread, once per library and packet \
+            size. Each measurement is split into rounds interleaved across libraries and the best round \
+            counts. GB/s counts payload bytes (not the 16-byte tag); open times include copying the sealed \
+            batch back in. The last line names the library `auto` picks: the one with the least seal+open \
+            time at 1420 bytes, measured the way vpnfast does at start.
             """)
 
     @Option(name: .long, help: "Seconds per measurement (one library, one size, seal or open).")

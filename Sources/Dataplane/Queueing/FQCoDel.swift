@@ -379,8 +379,7 @@ public final class PeerQueue: @unchecked Sendable {  // used by one thread at a 
     /// super-packet as one skb and sends it whole, charging all its bytes to the flow's deficit, which then stays
     /// below zero for as many rounds as the bytes are worth; a train is that, segment by segment. Fairness by
     /// bytes is unchanged, and the segments leave together, so the receiver can coalesce them again (interleaved
-    /// one MTU at a time, four TCP flows came out of the peer's GRO a third smaller, with a third more writes and
-    /// acknowledgements).
+    /// one MTU at a time, four TCP flows took the peer 13 % more TUN writes per byte, and as many more ACKs).
     public func dequeue(now: UInt64, dropped: inout [UInt32]) -> FQCoDelDequeued? {
         guard let flows = self.flows, let backlogs = self.backlogs else { return nil }
         if trainFlow != FQFlow.listEnd {
