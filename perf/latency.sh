@@ -13,7 +13,7 @@
 # sparse UDP flow (irtt client -i 10ms against an irtt server in B).
 #
 # Usage (as root, from anywhere):  bash perf/latency.sh [options]
-#   --rounds N            rounds; each runs every scenario and implementation once (default 3)
+#   --rounds N            rounds; each runs every scenario and implementation once (default 5)
 #   --seconds S           length of the load (default 8)
 #   --idle-seconds S      probes before the load, the idle window (default 3)
 #   --warmup S            seconds of load left out of the loaded window (default 1)
@@ -62,7 +62,7 @@ REPORT="$PERF_DIR/latency_report.py"
 LOCK_FILE=/tmp/vpnfast-build.lock
 
 ORIG_ARGS=("$@")
-ROUNDS=3
+ROUNDS=5
 LOAD_SECONDS=8
 IDLE_SECONDS=3
 WARMUP=1

@@ -163,7 +163,7 @@ def judge(s, cfg):
     if not lat_ok:
         why.append("loaded p99 %.1f ms above idle" % d["median"])
     if not tput_ok:
-        why.append("throughput %.0f %% of --no-aqm" % pct)
+        why.append("throughput %.1f %% of --no-aqm" % pct)
     return {"verdict": "PASS" if lat_ok and tput_ok else "MISS", "why": "; ".join(why),
             "delta_p99_ms": d["median"], "throughput_pct": pct}
 
@@ -264,7 +264,7 @@ def write_markdown(res, meta, configs, scen_order, summary, targets, blocks):
             else:
                 tcell_t = "**%s**" % tg["verdict"] + (" (%s)" % md_escape(tg["why"]) if tg["why"] else "")
             bg = s["background_pct"]
-            pcell = "n/a" if pct is None else "%.0f %%" % pct
+            pcell = "n/a" if pct is None else "%.1f %%" % pct
             per_round = s.get("throughput_pct_of_noaqm_per_round") or []
             if cid != "vpnfast-noaqm" and len(per_round) > 1:
                 pcell += " (rounds: %s)" % ", ".join("%.0f" % x for x in per_round)
