@@ -196,7 +196,7 @@ final class FQCoDelTests: XCTestCase {
             // Each 2000-byte train overdraws the flow; its next train waits for the next round.
             Case(name: "two trains each", trains1: [2, 2], trains2: [2, 2], expect: [1, 1, 2, 2, 1, 1, 2, 2]),
             // A 10 000-byte train: flow 2's single packets then go first until flow 1's deficit is back above 0
-            // (5 rounds of 1500), by which time flow 2 has sent its 5 packets.
+            // (6 quanta of 1500 from −8500), by which time flow 2 has sent its 5 packets.
             Case(name: "long train against singles", trains1: [10, 1], trains2: [1, 1, 1, 1, 1],
                  expect: Array(repeating: 1, count: 10) + [2, 2, 2, 2, 2, 1]),
             // A train behind single packets that used up the quantum waits for the flow's next turn.

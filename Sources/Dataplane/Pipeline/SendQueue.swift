@@ -182,13 +182,13 @@ extension Device {
         var hasKey = false
         var hasEndpoint = false
         var runQueue: Unmanaged<PeerQueue>?
-        // Consecutive packets of one flow (a super-packet's segments) share their flow hash, and fq_codel serves
-        // them as one train (up to a TSO super-packet's 64 KiB), as Linux serves the super-packet itself: the
-        // receiver coalesces them again. In the CPU-bound benchmark the two ends then made 8 % fewer system calls
-        // per byte and the loaded ping p99 fell by about 1 ms (8 paired rounds, 7 lower); throughput did not move
-        // beyond the noise (+2.8 % and −1.5 % in two runs of 6 and 8 paired rounds). Not with --rate: at a shaped
-        // WAN rate a 64 KiB train holds the other flows back for milliseconds (as cake splits GSO packets below
-        // 1 Gbit/s).
+        // Consecutive packets of one flow (a super-packet's segments; a read can also hold several super-packets
+        // or plain packets of one flow in a row) share their flow hash, and fq_codel serves them as one train of
+        // at most 64 KiB (counting headers), as Linux serves the super-packet itself: the receiver coalesces them
+        // again. In the CPU-bound benchmark the two ends then made 8 % fewer system calls per byte and the loaded
+        // ping p99 fell by about 1 ms (8 paired rounds, 7 lower); throughput did not move beyond the noise (+2.8 %
+        // and −1.5 % in two runs of 6 and 8 paired rounds). Not with --rate: at a shaped WAN rate a 64 KiB train
+        // holds the other flows back for milliseconds (as cake splits GSO packets below 1 Gbit/s).
         let trains = shaper == nil
         var memo = FlowHashMemo()
         var trainPeer: Int32 = -1

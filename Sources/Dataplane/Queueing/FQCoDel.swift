@@ -19,6 +19,8 @@
 //   of the old list, retry → run CoDel on the flow → empty: a flow from the new list goes to the tail of the old
 //   list if that is non-empty (so a trickle cannot starve the old flows), otherwise it leaves the lists and counts
 //   as new on its next packet; retry → else charge the packet's length to the deficit and return it.
+// Trains: packets the caller marks as continuing the one queued before them in their flow (a TUN read's run of
+//   one flow's segments) are served right after it, whatever the deficit, as Linux serves a TSO skb whole.
 //
 // Differences from Linux, and why:
 //   - The limits are per peer (each peer is its own qdisc) and the byte limit counts packet lengths, not skb
@@ -26,6 +28,8 @@
 //     device pool, so Linux's 10240 per qdisc would let one peer hold most of it.
 //   - No tc classifier or skb->priority override: the flow comes from the hash only.
 //   - The flow table can be released when a peer idles (Linux allocates it once per qdisc).
+//   - Linux sees a super-packet as one skb; here it arrives split into segments, so trains put it back together
+//     for the scheduler (see `dequeue`).
 //
 // Threading: a PeerQueue is used by one thread at a time (the caller serialises per peer). Different PeerQueues
 // may run on different threads against one FQCoDelShared: each handle is in at most one queue, and a queue only
@@ -298,8 +302,8 @@ public final class PeerQueue: @unchecked Sendable {  // used by one thread at a 
 
     /// Queues `handle`. Over the limit, drops from the fattest flow and appends the dropped handles to `dropped`
     /// (reserve room for `dropBatchSize` to stay allocation-free). `length` is 1...2^30−1 bytes.
-    /// `continuesTrain`: the packet is a later segment of the same burst as the packet of its flow queued just
-    /// before it (a TUN super-packet's segments, at most 64 KiB in all); see `dequeue`.
+    /// `continuesTrain`: the packet belongs to the same burst as the packet of its flow queued just before it (the
+    /// caller marks a TUN read's run of one flow's packets, up to 64 KiB); see `dequeue`.
     @discardableResult
     public func enqueue(handle: UInt32, length: UInt32, hash: UInt32, ecnCapable: Bool, continuesTrain: Bool = false,
                         now: UInt64, dropped: inout [UInt32]) -> FQCoDelEnqueueResult {
@@ -375,7 +379,8 @@ public final class PeerQueue: @unchecked Sendable {  // used by one thread at a 
     /// `dropped` (at most `maxDropsPerDequeue` per flow visited).
     ///
     /// Trains: a flow served a packet whose successor continues its train (enqueued with `continuesTrain`) is
-    /// served that successor next, whatever its deficit, until the train ends. Linux's fq_codel sees a TSO
+    /// served that successor next, whatever its deficit and ahead of flows waiting on the new list, until the
+    /// train ends. Linux's fq_codel sees a TSO
     /// super-packet as one skb and sends it whole, charging all its bytes to the flow's deficit, which then stays
     /// below zero for as many rounds as the bytes are worth; a train is that, segment by segment. Fairness by
     /// bytes is unchanged, and the segments leave together, so the receiver can coalesce them again (interleaved
@@ -394,9 +399,11 @@ public final class PeerQueue: @unchecked Sendable {  // used by one thread at a 
                     trainFlow = idx
                     return charge(f, packet, markCE: r.markCE, now: now)
                 }
-                // CoDel dropped the rest: the flow is empty, and the round below takes it off its list. (Had it
-                // dropped only the train's last segments, the packet served would start the next train early: a
-                // rare and small unfairness, as a drop happens at most once per CoDel interval / √count.)
+                // CoDel dropped the rest of the train and the flow is empty: the rounds below rotate it as any
+                // overdrawn flow until its deficit is positive again, then take it off the lists. (Had CoDel, or a
+                // limit drop, taken only the train's last segments, the packet served here starts the flow's next
+                // train ahead of its turn, and that whole train follows: all its bytes are still charged, so the
+                // flow gives the time back in later rounds.)
             }
         }
         while true {
