@@ -231,7 +231,8 @@ extension Device {
             let ecn = tos & 3 != ECNCodepoint.notECT.rawValue
             let hash = q.hasher.hash(packet: p, length: length, memo: &memo)
             q.hashes[Int(h)] = hash
-            let continues = trains && trainPeer == peerID && trainHash == hash && trainBytes + length <= Device.maxTrainBytes
+            let continues = trains && trainPeer == peerID && trainHash == hash
+                && trainBytes + length <= Device.maxTrainBytes
             if continues { trainBytes += length } else { (trainPeer, trainHash, trainBytes) = (peerID, hash, length) }
             let r = queue._withUnsafeGuaranteedRef {
                 $0.enqueue(handle: h, length: UInt32(max(length, 1)), hash: hash, ecnCapable: ecn,
