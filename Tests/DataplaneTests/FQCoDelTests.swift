@@ -151,38 +151,6 @@ final class FQCoDelTests: XCTestCase {
         }
     }
 
-    /// Two backlogged flows with different packet sizes get the same bytes within 10%.
-    func testBulkFlowsShareBytes() {
-        let (_, q) = Self.make()
-        var dropped: [UInt32] = []
-        let sizes: [UInt32] = [1420, 300]
-        var free = Array((0..<UInt32(400)).reversed())
-        var flowOf = [Int](repeating: -1, count: 400)
-        var queued = [0, 0]
-        var bytes: [UInt64] = [0, 0]
-        var now = Self.t0
-        for _ in 0..<20_000 {
-            for f in 0..<2 {
-                while queued[f] < 100 {
-                    let h = free.removeLast()
-                    flowOf[Int(h)] = f
-                    q.enqueue(handle: h, length: sizes[f], hash: Self.hash(10 + f), ecnCapable: false, now: now,
-                              dropped: &dropped)
-                    queued[f] += 1
-                }
-            }
-            let d = q.dequeue(now: now, dropped: &dropped)!
-            let f = flowOf[Int(d.handle)]
-            bytes[f] += UInt64(sizes[f])
-            queued[f] -= 1
-            free.append(d.handle)
-            now += 1000   // 1 µs: sojourn stays far below target
-        }
-        XCTAssertTrue(dropped.isEmpty)
-        let ratio = Double(bytes[0]) / Double(bytes[1])
-        XCTAssertEqual(ratio, 1, accuracy: 0.1, "bytes \(bytes)")
-    }
-
     /// Trains (a TUN super-packet's segments, enqueued with continuesTrain): served whole, whatever the deficit,
     /// and charged in full, as Linux serves a TSO skb. Quantum 1500, packets of 1000 bytes; each case enqueues
     /// flow 1's packets and then flow 2's, and lists the flows in the order dequeue serves them.
@@ -228,9 +196,11 @@ final class FQCoDelTests: XCTestCase {
         }
     }
 
-    /// Bulk flows sending in trains of different lengths (and one without) still share bytes within 10 %.
-    func testTrainsKeepByteFairness() {
+    /// Two backlogged flows get the same bytes within 10 %: with different packet sizes, and sending in trains
+    /// of different lengths (or none).
+    func testBulkFlowsShareBytes() {
         let cases: [(name: String, train: [Int], size: [UInt32])] = [
+            ("singles of big packets against singles of small", [1, 1], [1420, 300]),
             ("45-packet trains against singles", [45, 1], [1420, 1420]),
             ("45-packet trains against 3-packet trains", [45, 3], [1420, 1420]),
             ("trains of big packets against singles of small", [40, 1], [1420, 300]),

@@ -41,7 +41,8 @@ public protocol UDPBind: AnyObject, Sendable {
     /// came from `endpoints[k]` with outer TOS / traffic class `tos[k]`, and was stamped by the kernel at
     /// `timestamps[k]` (CLOCK_REALTIME ns; 0 if unknown; one stamp for all datagrams of a GRO message).
     /// At most `maxPackets` datagrams. Messages that did not fit their buffer, and datagrams past `maxPackets`
-    /// (a message with more GRO segments than `datagramsPerMessage`), are dropped and added to `truncated`. Waits up to `timeoutMs` for the first; returns 0 on timeout or `wake()`.
+    /// (a message with more GRO segments than `datagramsPerMessage`), are dropped and added to `truncated`.
+    /// Waits up to `timeoutMs` for the first; returns 0 on timeout or `wake()`.
     func receive(buffers: UnsafePointer<UnsafeMutableRawPointer>, bufferCount: Int, capacity: Int,
                  packets: UnsafeMutablePointer<UnsafeMutableRawPointer>, lengths: UnsafeMutablePointer<UInt32>,
                  endpoints: UnsafeMutablePointer<Endpoint>, tos: UnsafeMutablePointer<UInt8>,
